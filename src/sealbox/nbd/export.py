@@ -1,0 +1,52 @@
+"""What the NBD server serves: named exports of byte-addressed storage.
+
+The NBD layer knows nothing of keys, drives or replication; a volume of the storage engine
+implements :class:`Export` structurally, and the cluster provides the :class:`ExportCatalog`.
+Export methods are blocking and may be called from worker threads.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ExportUnavailable(Exception):
+    """The export exists but cannot be served now (e.g. its drives are locked); ``reason`` is
+    safe to send to the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Export(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+        ...
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def write(self, offset: int, data: bytes, fua: bool = False) -> None:
+        """Write ``data`` at ``offset``; with ``fua`` it is durable when this returns."""
+        ...
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable."""
+        ...
+
+    def trim(self, offset: int, length: int) -> None: ...
+
+    def write_zeroes(self, offset: int, length: int, fua: bool = False) -> None: ...
+
+
+class ExportCatalog(Protocol):
+    def list_exports(self) -> list[str]: ...
+
+    def open_export(self, name: str) -> Export:
+        """The export named ``name``; raises KeyError if there is none, or
+        :class:`ExportUnavailable` if it cannot be served now."""
+        ...
