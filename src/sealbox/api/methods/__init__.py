@@ -1,0 +1,11 @@
+"""Element methods, one module per family; importing this package registers them all."""
+
+from sealbox.api.methods import (  # noqa: F401
+    admins,
+    async_results,
+    cluster,
+    drives,
+    faults,
+    nodes,
+    system,
+)

@@ -1,0 +1,78 @@
+"""``sealbox status``: nodes, drives, faults and encryption state of a data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sealbox.cluster import formation
+from sealbox.cluster.faults import FaultFilter, FaultService
+from sealbox.cluster.topology import Topology, drive_info
+from sealbox.store.sqlite import SqliteStore
+
+
+def collect(data_dir: Path) -> dict[str, Any]:
+    db = data_dir / "sealbox.db"
+    if not db.exists():
+        raise click.ClickException(f"no sealbox cluster in {data_dir} (no sealbox.db)")
+    store = SqliteStore(db)
+    try:
+        with store.read() as txn:
+            cluster = formation.get_cluster(txn)
+        topo = Topology(store)
+        return {
+            "cluster": None if cluster is None else {
+                k: cluster[k] for k in ("name", "uuid", "mvip", "svip", "createTime")
+            },
+            "encryption": {
+                "softwareEncryptionAtRestState":
+                    None if cluster is None else cluster["softwareEncryptionAtRestState"],
+                "encryptionAtRestState":
+                    None if cluster is None else cluster["encryptionAtRestState"],
+            },
+            "nodes": [
+                {k: n[k] for k in ("nodeID", "name", "address", "state")} for n in topo.nodes()
+            ],
+            "drives": [drive_info(d) for d in topo.drives()],
+            "faults": FaultService(store).list(FaultFilter.CURRENT),
+        }
+    finally:
+        store.close()
+
+
+def _table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> Table:
+    table = Table(title=title)
+    for col in cols:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in cols))
+    return table
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("sealbox-data"),
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(data_dir: Path, as_json: bool) -> None:
+    """Show the cluster's nodes, drives, faults and encryption state."""
+    info = collect(data_dir.resolve())
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    con = Console()
+    c = info["cluster"]
+    con.print(f"[bold]cluster[/]: {c['name']} {c['uuid']}" if c else
+              "[bold]cluster[/]: not created (waiting for CreateCluster)")
+    enc = info["encryption"]
+    con.print(f"software encryption at rest: {enc['softwareEncryptionAtRestState']}; "
+              f"hardware encryption at rest: {enc['encryptionAtRestState']}")
+    con.print(_table("nodes", info["nodes"], ["nodeID", "name", "address", "state"]))
+    con.print(_table("drives", info["drives"],
+                     ["driveID", "nodeID", "type", "status", "capacity", "serial"]))
+    con.print(_table("current faults", info["faults"],
+                     ["clusterFaultID", "severity", "code", "details", "date"]))

@@ -1,0 +1,71 @@
+"""Cluster admin passwords: stored only as salted scrypt hashes.
+
+scrypt is deliberately slow (tens of milliseconds), which would make every API call slow, since
+HTTP Basic auth sends the password with each request. :class:`VerifiedCache` remembers, in memory
+only, a keyed digest of each password that verified, under a random key made at start, so a
+repeat call costs one HMAC; any change to the admins clears it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+
+from sealbox.secrets import Secret
+
+_N, _R, _P = 1 << 14, 8, 1
+_SALT_BYTES = 16
+_LEN = 32
+
+
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=_LEN, maxmem=64 << 20)
+
+
+def hash_password(password: Secret) -> str:
+    salt = os.urandom(_SALT_BYTES)
+    digest = _scrypt(password.reveal(), salt, _N, _R, _P)
+    b64 = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: Secret, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        computed = _scrypt(
+            password.reveal(), base64.b64decode(salt), int(n), int(r), int(p)
+        )
+        return hmac.compare_digest(computed, base64.b64decode(digest))
+    except ValueError:
+        return False
+
+
+class VerifiedCache:
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self._seen: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _tag(self, username: str, password: Secret) -> bytes:
+        return hmac.new(
+            self._key, username.encode() + b"\0" + password.reveal(), hashlib.sha256
+        ).digest()
+
+    def check(self, username: str, password: Secret) -> bool:
+        with self._lock:
+            known = self._seen.get(username)
+        return known is not None and hmac.compare_digest(known, self._tag(username, password))
+
+    def remember(self, username: str, password: Secret) -> None:
+        tag = self._tag(username, password)
+        with self._lock:
+            self._seen[username] = tag
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()

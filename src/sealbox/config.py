@@ -1,0 +1,37 @@
+"""The typed configuration of one sealbox process, built once at start and passed in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sealbox.secrets import Secret
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``"1GiB"``, ``"512M"``, ``"4096"`` → bytes (binary units)."""
+    m = _SIZE_RE.match(text)
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (use e.g. 1GiB, 512MiB, 65536)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    nbd_port: int = 10809
+    nodes: int = 4
+    drives_per_node: int = 3
+    drive_size: int = 1 << 30
+    create: bool = True
+    software_encryption: bool = True
+    admin_user: str = "admin"
+    admin_password: Secret | None = field(default=None, repr=False)
+    # How often background monitors (faults, certificates) look again, in seconds.
+    monitor_interval: float = 30.0

@@ -1,0 +1,89 @@
+"""``sealbox up``: one process that runs one cluster until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealbox.api.server import ApiServer
+from sealbox.api.tls import ensure_certificate, server_context
+from sealbox.cluster.runtime import Cluster, FirstStart
+from sealbox.config import Settings
+
+log = logging.getLogger("sealbox")
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Started:
+    api_url: str
+    first: FirstStart
+    cert_path: Path
+
+
+def acquire_lock(data_dir: Path) -> int:
+    """Hold an exclusive lock on the data dir for the life of the process."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(data_dir / "sealbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another sealbox is already running on {data_dir} (it holds "
+            f"{data_dir / 'sealbox.lock'}); stop it first or use another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def setup_logging(data_dir: Path, verbose: bool = False) -> None:
+    handler = logging.FileHandler(data_dir / "sealbox.log")
+    os.chmod(data_dir / "sealbox.log", 0o600)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # PyKMIP logs wire payloads at DEBUG, which may hold key material: never let them through.
+    logging.getLogger("kmip").setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
+    cluster = Cluster.open(settings)
+    try:
+        first = cluster.first_start()
+        cluster.start()
+        cert, key = ensure_certificate(settings.data_dir / "tls", settings.host)
+        api = ApiServer(cluster, settings.host, settings.port, server_context(cert, key))
+        port = await api.start()
+        on_started(Started(f"https://{settings.host}:{port}/json-rpc/12.3", first, cert))
+        log.info("API listening on %s:%d", settings.host, port)
+        await _wait_for_signal()
+        log.info("stopping")
+        await api.stop()
+    finally:
+        cluster.close()
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
