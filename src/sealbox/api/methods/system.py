@@ -23,7 +23,7 @@ def is_supported(version: str) -> bool:
         return False
 
 
-@method("GetAPI", bootstrap=True)
+@method("GetAPI", category="any", bootstrap=True)
 def get_api(ctx: CallContext, params: Params) -> Result:
     names = sorted(m.name for m in REGISTRY.values())
     return {
