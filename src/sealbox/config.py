@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sealbox.kmip.certs import KeyType
 from sealbox.secrets import Secret
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -35,3 +36,8 @@ class Settings:
     admin_password: Secret | None = field(default=None, repr=False)
     # How often background monitors (faults, certificates) look again, in seconds.
     monitor_interval: float = 30.0
+    # The cluster's key pair for key servers: RSA 2048 is accepted everywhere.
+    client_key_type: KeyType = KeyType.RSA_2048
+    # Bounds on every KMIP connection attempt and operation, in seconds.
+    kmip_connect_timeout: float = 3.0
+    kmip_timeout: float = 5.0

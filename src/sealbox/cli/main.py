@@ -12,6 +12,7 @@ import click
 from sealbox.cli.status import status
 from sealbox.config import Settings, parse_size
 from sealbox.daemon import AlreadyRunning, Started, acquire_lock, serve, setup_logging
+from sealbox.kmip.certs import KeyType
 from sealbox.secrets import Secret
 
 
@@ -48,16 +49,27 @@ def main() -> None:
               help="Create the cluster without software encryption at rest.")
 @click.option("--admin-password", envvar="SEALBOX_ADMIN_PASSWORD", default=None,
               help="Password of the 'admin' user at first start (or SEALBOX_ADMIN_PASSWORD).")
+@click.option("--client-key-type", type=click.Choice(["rsa-2048", "ecdsa-p256"]),
+              default="rsa-2048", show_default=True,
+              help="Key type of the cluster's key pair for KMIP key servers.")
+@click.option("--kmip-timeout", type=click.FloatRange(0.1, 300), default=5.0, show_default=True,
+              help="Seconds allowed for each KMIP connection attempt and operation.")
+@click.option("--monitor-interval", type=click.FloatRange(0.1, 86400), default=30.0,
+              show_default=True, help="Seconds between background health checks.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging to DATA_DIR/sealbox.log.")
 def up(data_dir: Path, host: str, port: int, nbd_port: int, nodes: int, drives_per_node: int,
        drive_size: int, no_create: bool, no_software_encryption: bool,
-       admin_password: str | None, verbose: bool) -> None:
+       admin_password: str | None, client_key_type: str, kmip_timeout: float,
+       monitor_interval: float, verbose: bool) -> None:
     """Start the cluster (creating it on first start) and serve the Element API."""
     settings = Settings(
         data_dir=data_dir.resolve(), host=host, port=port, nbd_port=nbd_port, nodes=nodes,
         drives_per_node=drives_per_node, drive_size=drive_size, create=not no_create,
         software_encryption=not no_software_encryption,
         admin_password=Secret.from_text(admin_password) if admin_password else None,
+        client_key_type=KeyType.ECDSA_P256 if client_key_type == "ecdsa-p256" else KeyType.RSA_2048,
+        kmip_connect_timeout=min(kmip_timeout, 3.0), kmip_timeout=kmip_timeout,
+        monitor_interval=monitor_interval,
     )
     try:
         acquire_lock(settings.data_dir)

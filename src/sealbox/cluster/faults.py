@@ -126,6 +126,12 @@ class FaultService:
                 if not d["resolved"] and (code is None or d["code"] == code)
             ]
 
+    def open_subjects(self, txn: Txn, code: str) -> list[str]:
+        """Subjects of the open faults with ``code``, inside the caller's transaction."""
+        return [
+            d["_subject"] for _, d in txn.list(COLL) if not d["resolved"] and d["code"] == code
+        ]
+
     def list(self, which: FaultFilter) -> list[Doc]:
         with self._store.read() as txn:
             return [public(d) for _, d in txn.list(COLL) if _matches(d, which)]

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from sealbox.cluster import formation, topology
 from sealbox.cluster.admins import AdminService
 from sealbox.cluster.audit import AuditLog
+from sealbox.cluster.certmonitor import CertificateMonitor
 from sealbox.cluster.drives import DriveService
 from sealbox.cluster.faults import FaultService
 from sealbox.cluster.jobs import JobService
+from sealbox.cluster.keyservers import KeyServerStore, Timeouts
+from sealbox.cluster.monitor import Monitor
 from sealbox.cluster.topology import DRIVES, DriveStatus, Layout, Topology
+from sealbox.cluster.trust import TrustService
 from sealbox.config import Settings
 from sealbox.secrets import Secret
 from sealbox.store.base import ConfigStore
@@ -40,6 +44,12 @@ class Cluster:
         self.audit = AuditLog(store)
         self.topology = Topology(store)
         self.drives = DriveService(store, self.jobs, self.faults)
+        self.trust = TrustService(store, settings.data_dir / "keys", settings.client_key_type)
+        self.keyservers = KeyServerStore(
+            store, self.trust, Timeouts(settings.kmip_connect_timeout, settings.kmip_timeout)
+        )
+        self.certificates = CertificateMonitor(store, self.faults)
+        self.monitor = Monitor(settings.monitor_interval, [self.certificates.check])
 
     @classmethod
     def open(cls, settings: Settings) -> Cluster:
@@ -77,10 +87,13 @@ class Cluster:
         return FirstStart(True, generated)
 
     def start(self) -> None:
+        self.trust.remove_stray_keys()
         self.jobs.resume_all()
         self.drives.refresh_available_fault()
+        self.monitor.start()
 
     def close(self) -> None:
+        self.monitor.stop()
         self.jobs.shutdown()
         self.store.close()
 

@@ -6,6 +6,9 @@ from sealbox.api.methods import (  # noqa: F401
     cluster,
     drives,
     faults,
+    keyproviders,
+    keyservers,
     nodes,
     system,
+    trust,
 )
