@@ -1,1 +1,20 @@
-"""sealbox.nbd"""
+"""sealbox.nbd: the NBD protocol over volumes (it knows nothing of keys).
+
+``NbdServer`` serves an ``ExportCatalog``; ``memory`` has simple exports for tests and benchmarks.
+See docs/nbd.md.
+"""
+
+from sealbox.nbd.export import Export, ExportCatalog, ExportUnavailable
+from sealbox.nbd.memory import DictCatalog, FileExport, MemoryExport
+from sealbox.nbd.server import NbdServer, ServerSettings
+
+__all__ = [
+    "DictCatalog",
+    "Export",
+    "ExportCatalog",
+    "ExportUnavailable",
+    "FileExport",
+    "MemoryExport",
+    "NbdServer",
+    "ServerSettings",
+]

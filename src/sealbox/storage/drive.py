@@ -1,0 +1,343 @@
+"""A drive: a file or block device with a sealbox header and a data area of 4 KiB sectors.
+
+Layout (byte by byte in ``docs/storage-format.md``): sectors 0 and 1 hold two copies of the
+header, sectors 2-7 are reserved, the data area starts at sector 8. The data area is a
+:class:`~sealbox.storage.blockdev.BlockDevice`; with software encryption each sector is
+AES-256-XTS encrypted with the drive's DEK, its data-area sector number as tweak.
+
+Concurrency: ``read``/``write``/``flush`` take no lock (positioned I/O, a thread-safe cipher),
+so many threads may do I/O at once. Key and header operations serialise on a lock of their own;
+``lock``, ``crypto_erase`` and ``close`` must not race with I/O in flight (the caller quiesces).
+
+Never-written sectors: a sector whose ciphertext is all zeros reads back as zeros, so a fresh
+sparse drive reads as zeros, as a plain disk would. What this shows an attacker holding the
+drive file: which sectors were never written, which the sparse file or zeroed disk already
+shows. What it lets an attacker writing the file do: make a sector read as zeros rather than
+as garbage; XTS offers no integrity anyway (old ciphertext can be replayed, bits flipped), so
+nothing new is lost. Writes always encrypt, zeros included: skipping them would reveal which
+sectors hold zeros. A genuine ciphertext sector is all zeros with probability 2**-32768.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+from sealbox.errors import SealboxError
+from sealbox.secrets import Secret
+from sealbox.storage import drive_io
+from sealbox.storage.blockdev import SECTOR_SIZE
+from sealbox.storage.crypto import XTS_KEY_SIZE, SectorCipher
+from sealbox.storage.drive_errors import (
+    DriveError,
+    DriveKeySlotError,
+    DriveKeyUnavailable,
+    DriveLocked,
+    DriveTruncated,
+)
+from sealbox.storage.drive_keys import retire, stage, unlock_order
+from sealbox.storage.header import (
+    DATA_OFFSET_SECTORS,
+    HEADER_COPIES,
+    DriveHeader,
+    EncryptionMode,
+    KeySlot,
+    choose_current,
+    copy_index,
+    pack_header,
+)
+from sealbox.storage.keysource import KeySource
+from sealbox.storage.keywrap import unwrap_dek, wrap_dek
+
+_ZERO_SECTOR = bytes(SECTOR_SIZE)
+_ZERO_BLOCK = bytes(16)
+
+
+def _zero_sectors(buf: bytearray, count: int) -> list[int]:
+    """Indices of all-zero sectors; checks 16 bytes first, the whole sector only if needed."""
+    found = []
+    for index in range(count):
+        start = index * SECTOR_SIZE
+        if (
+            buf.startswith(_ZERO_BLOCK, start)
+            and buf.count(0, start, start + SECTOR_SIZE) == SECTOR_SIZE
+        ):
+            found.append(index)
+    return found
+
+
+class Drive:
+    """An open drive. Create with :meth:`create`, open with :meth:`open`; close when done."""
+
+    def __init__(self, path: str, fd: int, header: DriveHeader) -> None:
+        self._path = path
+        self._fd = fd
+        self._header = header
+        self._meta = threading.Lock()
+        self._dek: Secret | None = None
+        self._cipher: SectorCipher | None = None
+        self._unlocked_with: str | None = None
+        self._data_start = header.data_offset * SECTOR_SIZE
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, path: str | Path, size: int | None = None, *, drive_uuid: uuid.UUID | None = None
+    ) -> Drive:
+        """Format a new drive: a new sparse file of ``size`` bytes, or an existing block
+        device (``size`` defaults to the whole device). Unencrypted until
+        :meth:`enable_software_encryption`. Raises :class:`DriveError`."""
+        name = os.fspath(path)
+        is_device = Path(name).is_block_device()
+        fd = drive_io.open_drive(name, create=not is_device)
+        try:
+            total = cls._format_size(fd, size, is_device)
+            header = DriveHeader(
+                drive_uuid or uuid.uuid4(),
+                0,
+                DATA_OFFSET_SECTORS,
+                total // SECTOR_SIZE - DATA_OFFSET_SECTORS,
+                EncryptionMode.NONE,
+            )
+            drive = cls(name, fd, header)
+            for _ in range(HEADER_COPIES):  # both copies, so neither holds stale bytes
+                drive._commit(header)
+            if not is_device:
+                drive_io.sync_directory(os.path.dirname(os.path.abspath(name)))
+        except BaseException:
+            os.close(fd)
+            if not is_device:
+                os.unlink(name)  # no half-formatted drive file is left behind
+            raise
+        return drive
+
+    @staticmethod
+    def _format_size(fd: int, size: int | None, is_device: bool) -> int:
+        available = drive_io.device_size(fd)
+        wanted = available if size is None else size
+        if size is None and not is_device:
+            raise DriveError("a drive file needs a size")
+        if wanted % SECTOR_SIZE or wanted <= DATA_OFFSET_SECTORS * SECTOR_SIZE:
+            raise DriveError("a drive size must be a multiple of 4096 above 32 KiB")
+        if is_device and wanted > available:
+            raise DriveError("the drive size exceeds the block device")
+        if not is_device:
+            drive_io.resize(fd, wanted)
+        return wanted
+
+    @classmethod
+    def open(cls, path: str | Path) -> Drive:
+        """Open a formatted drive (locked, if encrypted). Raises :class:`DriveHeaderCorrupt`,
+        :class:`DriveFormatUnsupported`, :class:`DriveTruncated` or :class:`DriveIOError`."""
+        name = os.fspath(path)
+        fd = drive_io.open_drive(name, create=False)
+        try:
+            if drive_io.device_size(fd) < HEADER_COPIES * SECTOR_SIZE:
+                raise DriveTruncated(f"{name} is too small to be a sealbox drive")
+            copies = bytearray(HEADER_COPIES * SECTOR_SIZE)
+            drive_io.read_exact(fd, copies, 0)
+            header = choose_current(
+                [
+                    bytes(copies[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE])
+                    for i in range(HEADER_COPIES)
+                ]
+            )
+            end = (header.data_offset + header.sector_count) * SECTOR_SIZE
+            if drive_io.device_size(fd) < end:
+                raise DriveTruncated(f"{name} is smaller than its data area")
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(name, fd, header)
+
+    def close(self) -> None:
+        self.lock()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Drive:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return self._header.drive_uuid
+
+    @property
+    def header(self) -> DriveHeader:
+        return self._header
+
+    @property
+    def encryption(self) -> EncryptionMode:
+        return self._header.encryption
+
+    @property
+    def locked(self) -> bool:
+        """True while an encrypted drive has no DEK in memory (it serves no I/O)."""
+        return self.encryption is EncryptionMode.SOFTWARE and self._cipher is None
+
+    @property
+    def unlocked_with(self) -> str | None:
+        """The master-key identifier whose slot unlocked the drive, if unlocked."""
+        return self._unlocked_with
+
+    def _commit(self, header: DriveHeader) -> None:
+        """Write ``header`` as the next sequence into the copy not holding the current one,
+        then fsync: a torn write damages only that copy and the current one stays intact."""
+        new = replace(header, sequence=self._header.sequence + 1)
+        drive_io.write_all(self._fd, pack_header(new), copy_index(new.sequence) * SECTOR_SIZE)
+        drive_io.sync_all(self._fd)
+        self._header = new
+
+    def _commit_both(self, header: DriveHeader) -> None:
+        """Write both copies, so no copy keeps what ``header`` removed (an old wrapped DEK)."""
+        self._commit(header)
+        self._commit(header)
+
+    # --- keys -----------------------------------------------------------------------------
+    def _install(self, dek: Secret, master_key_id: str) -> None:
+        cipher = SectorCipher(dek)
+        if self._cipher is not None:
+            self._cipher.close()
+        self._dek, self._cipher, self._unlocked_with = dek, cipher, master_key_id
+
+    def enable_software_encryption(self, master_key_id: str, master_key: Secret) -> None:
+        """Generate a DEK, wrap it under ``master_key`` into slot 0 (generation 1) and unlock.
+        Meant for a new or erased drive: data written before reads as garbage afterwards."""
+        with self._meta:
+            if self.encryption is not EncryptionMode.NONE:
+                raise DriveKeySlotError("the drive is already encrypted")
+            dek = _new_dek()
+            slot = KeySlot(1, master_key_id, wrap_dek(master_key, dek))
+            self._commit_both(
+                replace(self._header, encryption=EncryptionMode.SOFTWARE, slots=(slot, None))
+            )
+            self._install(dek, master_key_id)
+
+    def unlock(self, keys: KeySource) -> str:
+        """Unwrap the DEK from the newest slot whose master key ``keys`` can provide and
+        returns that key's identifier. Raises :class:`DriveKeyUnavailable` if none can."""
+        with self._meta:
+            if self.encryption is EncryptionMode.NONE:
+                return ""
+            tried = []
+            for slot in unlock_order(self._header.slots):
+                tried.append(slot.master_key_id)
+                try:
+                    dek = unwrap_dek(keys.get(slot.master_key_id), slot.wrapped_dek)
+                except SealboxError:
+                    continue  # this key is gone, unreachable or wrong: try the older slot
+                self._install(dek, slot.master_key_id)
+                return slot.master_key_id
+            raise DriveKeyUnavailable(
+                f"drive {self.uuid}: no key slot opens with the available master keys "
+                f"(slots wrapped by: {', '.join(tried) or 'none'})"
+            )
+
+    def lock(self) -> None:
+        """Forget the DEK; the drive serves no I/O until unlocked again."""
+        with self._meta:
+            if self._cipher is not None:
+                self._cipher.close()
+            self._dek, self._cipher, self._unlocked_with = None, None, None
+
+    def _unlocked_dek(self) -> tuple[Secret, str]:
+        if self._dek is None or self._unlocked_with is None:
+            raise DriveLocked(f"drive {self.uuid} is locked")
+        return self._dek, self._unlocked_with
+
+    def stage_rewrap(self, new_master_key_id: str, new_master_key: Secret) -> None:
+        """Rekey step 3: the DEK wrapped by the new MK into the spare slot, next generation,
+        fsynced before returning. The slot that unlocked the drive is left untouched."""
+        with self._meta:
+            dek, current = self._unlocked_dek()
+            wrapped = wrap_dek(new_master_key, dek)
+            slots = stage(self._header.slots, new_master_key_id, wrapped, current)
+            self._commit(replace(self._header, slots=slots))
+
+    def retire_slot(self, master_key_id: str) -> None:
+        """Rekey step 5: clear the slot wrapped by ``master_key_id`` (no-op if none) in both
+        header copies. Refuses to clear the last slot (:class:`DriveKeySlotError`)."""
+        with self._meta:
+            slots = retire(self._header.slots, master_key_id)
+            if slots != self._header.slots:
+                self._commit_both(replace(self._header, slots=slots))
+                if self._unlocked_with == master_key_id:
+                    self._unlocked_with = next(s.master_key_id for s in slots if s is not None)
+
+    def crypto_erase(self, master_key_id: str, master_key: Secret) -> None:
+        """Destroy both key slots in both header copies and start over with a new DEK wrapped
+        by ``master_key``: everything written before is unreadable once this returns."""
+        with self._meta:
+            if self.encryption is not EncryptionMode.SOFTWARE:
+                raise DriveKeySlotError("only a software-encrypted drive can be crypto-erased")
+            dek = _new_dek()
+            slot = KeySlot(1, master_key_id, wrap_dek(master_key, dek))
+            self._commit_both(replace(self._header, slots=(slot, None)))
+            self._install(dek, master_key_id)
+
+    # --- BlockDevice ----------------------------------------------------------------------
+    @property
+    def sector_count(self) -> int:
+        return self._header.sector_count
+
+    def _check(self, sector: int, count: int) -> SectorCipher | None:
+        if count <= 0 or sector < 0 or sector + count > self._header.sector_count:
+            raise DriveError(f"sectors {sector}+{count} are outside the data area")
+        cipher = self._cipher
+        if cipher is None and self.encryption is EncryptionMode.SOFTWARE:
+            raise DriveLocked(f"drive {self.uuid} is locked")
+        return cipher
+
+    def read(self, sector: int, count: int) -> bytes:
+        cipher = self._check(sector, count)
+        buf = bytearray(count * SECTOR_SIZE)
+        drive_io.read_exact(self._fd, buf, self._data_start + sector * SECTOR_SIZE)
+        if cipher is not None:
+            unwritten = _zero_sectors(buf, count)
+            if len(unwritten) == count:
+                return bytes(buf)
+            cipher.decrypt_into(sector, buf, buf)
+            for index in unwritten:
+                buf[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE] = _ZERO_SECTOR
+        return bytes(buf)
+
+    def write(self, sector: int, data: bytes) -> None:
+        size = len(data)
+        if size % SECTOR_SIZE:
+            raise DriveError("writes must be whole 4096-byte sectors")
+        cipher = self._check(sector, size // SECTOR_SIZE)
+        payload: bytes | bytearray = data
+        if cipher is not None:
+            payload = bytearray(size)
+            cipher.encrypt_into(sector, data, payload)
+        drive_io.write_all(self._fd, payload, self._data_start + sector * SECTOR_SIZE)
+
+    def flush(self) -> None:
+        drive_io.sync_data(self._fd)
+
+
+def _new_dek() -> Secret:
+    """64 random bytes for AES-256-XTS; redrawn in the (2**-256) case of equal halves."""
+    while True:
+        raw = os.urandom(XTS_KEY_SIZE)
+        if not hmac.compare_digest(raw[:32], raw[32:]):
+            return Secret(raw)
