@@ -49,7 +49,9 @@ def create_key_server_kmip(ctx: CallContext, params: Params) -> Result:
     with c.store.write() as txn:
         require_cluster(txn)
         doc = c.keyservers.new_server(txn, _change(params))
-        return {"kmipKeyServer": server_info(txn, doc)}
+        info = server_info(txn, doc)
+    c.certificates.check()
+    return {"kmipKeyServer": info}
 
 
 @method("ModifyKeyServerKmip", ID("keyServerID"), *_FIELDS, category="clusterAdmin",
