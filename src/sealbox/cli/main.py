@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from sealbox.cli.kms import kms
 from sealbox.cli.status import status
 from sealbox.config import Settings, parse_size
 from sealbox.daemon import AlreadyRunning, Started, acquire_lock, serve, setup_logging
@@ -105,10 +106,4 @@ def _banner(started: Started, settings: Settings, source: str) -> None:
 
 
 main.add_command(status)
-
-try:
-    from sealbox.cli.kms import kms
-
-    main.add_command(kms)
-except ImportError:  # pragma: no cover - the bundled key server is optional at build time
-    pass
+main.add_command(kms)
