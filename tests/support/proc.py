@@ -133,7 +133,9 @@ class SealboxProcess:
     def rpc(self, method: str, params: dict[str, Any] | None = None,
             auth: tuple[str, str] | None = None, version: str = "12.3") -> dict[str, Any]:
         """The raw JSON-RPC envelope, as the SDK would send the request."""
-        return self.post({"method": method, "params": params or {}, "id": 1}, auth, version).json()
+        body = {"method": method, "params": params or {}, "id": 1}
+        envelope: dict[str, Any] = self.post(body, auth, version).json()
+        return envelope
 
     def post(self, body: Any, auth: tuple[str, str] | None = None,
              version: str = "12.3") -> requests.Response:

@@ -41,6 +41,8 @@ def parse_request(body: bytes) -> tuple[Any, str, dict[str, Any]]:
         req = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise RequestError("The request body is nested too deeply.") from None
     if not isinstance(req, dict):
         raise RequestError("The request must be a JSON object with method and params.")
     name = req.get("method")

@@ -17,7 +17,7 @@ from typing import Any
 from sealbox.errors import InvalidParameter, MissingParameter
 from sealbox.secrets import Secret
 
-_INT_TEXT = re.compile(r"^\s*-?\d{1,19}\s*$")
+_INT_TEXT = re.compile(r"^ *-?[0-9]{1,19} *$", re.ASCII)
 INT_MAX = 2**63 - 1
 Convert = Callable[[str, Any], Any]
 

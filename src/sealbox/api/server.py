@@ -77,7 +77,11 @@ class ApiServer:
                 status=401, text=auth.UNAUTHORIZED_BODY, content_type="text/html",
                 headers={"WWW-Authenticate": 'Basic realm="sealbox"'},
             )
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            err = dispatch.RequestError(f"The request body is larger than {MAX_BODY} bytes.")
+            return _json({"id": None, "error": err.to_element()})
         envelope = await loop.run_in_executor(
             self._pool, dispatch.handle, self._cluster, principal, body
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sealbox.api.registry import REGISTRY, CallContext, Params, Result, method
 
 CURRENT_VERSION = "12.3"
@@ -13,14 +15,14 @@ SUPPORTED_VERSIONS = (
     "11.3", "11.5", "11.7", "11.8", "12.0", "12.2", "12.3",
 )
 _SUPPORTED_FLOATS = frozenset(float(v) for v in SUPPORTED_VERSIONS)
+_VERSION_TEXT = re.compile(r"^[1-9][0-9]?(\.[0-9]{1,2})?$", re.ASCII)
 
 
 def is_supported(version: str) -> bool:
     """``/json-rpc/<version>``: ``7``, ``7.0`` and ``12.3`` all name supported versions."""
-    try:
-        return float(version) in _SUPPORTED_FLOATS and len(version) <= 8
-    except ValueError:
+    if _VERSION_TEXT.match(version) is None:
         return False
+    return float(version) in _SUPPORTED_FLOATS
 
 
 @method("GetAPI", category="any", bootstrap=True)
