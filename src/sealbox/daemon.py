@@ -14,8 +14,10 @@ from pathlib import Path
 
 from sealbox.api.server import ApiServer
 from sealbox.api.tls import ensure_certificate, server_context
+from sealbox.cluster.exports import VolumeCatalog
 from sealbox.cluster.runtime import Cluster, FirstStart
 from sealbox.config import Settings
+from sealbox.nbd.server import NbdServer
 
 log = logging.getLogger("sealbox")
 
@@ -29,6 +31,7 @@ class Started:
     api_url: str
     first: FirstStart
     cert_path: Path
+    nbd_address: str
 
 
 def acquire_lock(data_dir: Path) -> int:
@@ -67,11 +70,16 @@ async def serve(settings: Settings, on_started: Callable[[Started], None]) -> No
         cert, key = ensure_certificate(settings.data_dir / "tls", settings.host)
         api = ApiServer(cluster, settings.host, settings.port, server_context(cert, key))
         port = await api.start()
-        on_started(Started(f"https://{settings.host}:{port}/json-rpc/12.3", first, cert))
-        log.info("API listening on %s:%d", settings.host, port)
+        nbd = NbdServer(VolumeCatalog(cluster.store, cluster.storage), settings.host,
+                        settings.nbd_port)
+        nbd.start()
+        on_started(Started(f"https://{settings.host}:{port}/json-rpc/12.3", first, cert,
+                           f"nbd://{settings.host}:{nbd.port}/VOLUME-NAME"))
+        log.info("API listening on %s:%d, NBD on %d", settings.host, port, nbd.port)
         await _wait_for_signal()
         log.info("stopping")
         await api.stop()
+        await asyncio.to_thread(nbd.stop)
     finally:
         cluster.close()
 

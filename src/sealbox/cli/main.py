@@ -97,6 +97,7 @@ def _banner(started: Started, settings: Settings, source: str) -> None:
     else:
         click.echo("  password:   unchanged (set when the cluster was created)")
     click.echo(f"  TLS:        self-signed certificate {started.cert_path}")
+    click.echo(f"  volumes:    {started.nbd_address} (NBD, e.g. qemu-img, nbdcopy)")
     host, port = settings.host, started.api_url.split(":")[2].split("/")[0]
     click.echo("  try:        python -c \"from solidfire.factory import ElementFactory as F; "
                f"print(F.create('{host}', 'admin', PASSWORD, port={port}, "

@@ -16,8 +16,11 @@ from sealbox.cluster.faults import FaultService
 from sealbox.cluster.jobs import JobService
 from sealbox.cluster.keyservers import KeyServerStore, Timeouts
 from sealbox.cluster.monitor import Monitor
+from sealbox.cluster.sear import SearService
+from sealbox.cluster.storage import StorageService
 from sealbox.cluster.topology import DRIVES, DriveStatus, Layout, Topology
 from sealbox.cluster.trust import TrustService
+from sealbox.cluster.volumes import VolumeService
 from sealbox.config import Settings
 from sealbox.secrets import Secret
 from sealbox.store.base import ConfigStore
@@ -49,7 +52,13 @@ class Cluster:
             store, self.trust, Timeouts(settings.kmip_connect_timeout, settings.kmip_timeout)
         )
         self.certificates = CertificateMonitor(store, self.faults)
-        self.monitor = Monitor(settings.monitor_interval, [self.certificates.check])
+        self.sear = SearService(store, settings.data_dir / "keys" / "master")
+        self.storage = StorageService(store, self.sear)
+        self.volumes = VolumeService(store, self.storage)
+        self.drives.activators.append(self.storage.activate)
+        self.monitor = Monitor(
+            settings.monitor_interval, [self.certificates.check, self.volumes.purge_due]
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Cluster:
@@ -76,6 +85,7 @@ class Cluster:
                 mvip=addr, svip=addr, username=s.admin_user, password=password,
                 nodes=nodes, software_encryption=s.software_encryption,
             ))
+            self.sear.initialise(txn, s.software_encryption)
             drives = [d for _, d in txn.list(DRIVES)]
             for doc in drives:
                 doc["status"] = str(DriveStatus.ACTIVE)
@@ -88,6 +98,8 @@ class Cluster:
 
     def start(self) -> None:
         self.trust.remove_stray_keys()
+        self.storage.start()
+        self.volumes.reconcile()
         self.jobs.resume_all()
         self.drives.refresh_available_fault()
         self.monitor.start()
@@ -95,6 +107,7 @@ class Cluster:
     def close(self) -> None:
         self.monitor.stop()
         self.jobs.shutdown()
+        self.storage.close()
         self.store.close()
 
 

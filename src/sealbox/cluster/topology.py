@@ -8,12 +8,12 @@ are created sparse, so a large default costs no disk until it is written.
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from sealbox.storage.drive import Drive
 from sealbox.store.base import ConfigStore, Doc, Txn
 
 NODES = "nodes"
@@ -67,14 +67,10 @@ def provision(txn: Txn, data_dir: Path, layout: Layout) -> None:
 def add_drive(
     txn: Txn, node_id: int, slot: int, role: DriveRole, path: Path, size: int
 ) -> int:
-    """Record a drive (creating its sparse file if it does not exist) as ``available``."""
+    """Record a drive as ``available``, formatting its file (sparse) if it does not exist."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
+        Drive.create(path, size).close()
     drive_id = txn.next_id(DRIVES)
     txn.put(DRIVES, drive_id, {
         "driveID": drive_id, "nodeID": node_id, "slot": slot, "role": str(role),

@@ -1,14 +1,17 @@
 """Element methods, one module per family; importing this package registers them all."""
 
 from sealbox.api.methods import (  # noqa: F401
+    accounts,
     admins,
     async_results,
     cluster,
     drives,
+    encryption,
     faults,
     keyproviders,
     keyservers,
     nodes,
     system,
     trust,
+    volumes,
 )

@@ -31,6 +31,8 @@ def create_cluster(ctx: CallContext, params: Params) -> Result:
     )
     with c.store.write() as txn:
         formation.create_cluster(txn, c.admins, spec)
+        c.sear.initialise(txn, spec.software_encryption)
+    c.storage.unavailable_reason = "no drives have been added yet (AddDrives)"
     c.drives.refresh_available_fault()
     return {}
 
@@ -49,6 +51,10 @@ def get_cluster_state(ctx: CallContext, params: Params) -> Result:
 
 @method("GetClusterCapacity")
 def get_cluster_capacity(ctx: CallContext, params: Params) -> Result:
-    with ctx.cluster.store.read() as txn:
+    c = ctx.cluster
+    engine = c.storage.engine
+    used = 0 if engine is None else engine.used_bytes()
+    provisioned = c.volumes.provisioned()
+    with c.store.read() as txn:
         formation.require_cluster(txn)
-        return {"clusterCapacity": formation.capacity(txn)}
+        return {"clusterCapacity": formation.capacity(txn, used, provisioned)}

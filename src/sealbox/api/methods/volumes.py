@@ -1,0 +1,107 @@
+"""CreateVolume, ListVolumes, ListActiveVolumes, ModifyVolume, DeleteVolume,
+ListDeletedVolumes, RestoreDeletedVolume, PurgeDeletedVolume."""
+
+from __future__ import annotations
+
+from sealbox.api.params import ID, P
+from sealbox.api.registry import CallContext, Params, Result, method
+from sealbox.cluster.accounts import get_account
+from sealbox.cluster.volumes import default_qos, get_volume, volume_info
+from sealbox.errors import InvalidParameter
+
+_ACCESS = ("readWrite", "readOnly", "locked")
+_SIZE = P("totalSize", "int", required=True, minimum=1, maximum=2**62)
+
+
+@method("CreateVolume", P("name", "str", required=True, max_len=64), ID("accountID"), _SIZE,
+        P("enable512e", "bool"), P("qos", "object"), P("attributes", "object"),
+        P("access", "str", choices=_ACCESS), P("protectionScheme", "str"),
+        P("associateWithQoSPolicy", "bool"), ID("qosPolicyID", required=False),
+        P("enableSnapMirrorReplication", "bool"), P("fifoSize", "int"), P("minFifoSize", "int"),
+        category="volumes", mutates=True)
+def create_volume(ctx: CallContext, params: Params) -> Result:
+    scheme = params["protectionScheme"]
+    if scheme not in (None, "doubleHelix"):
+        raise InvalidParameter(
+            "Invalid parameter 'protectionScheme': sealbox keeps two copies (doubleHelix)."
+        )
+    doc = ctx.cluster.volumes.create(params["name"], params["accountID"], params["totalSize"],
+                                     params)
+    return {"volumeID": doc["volumeID"], "volume": volume_info(doc), "curve": {}}
+
+
+def _listing(ctx: CallContext, statuses: tuple[str, ...], params: Params) -> Result:
+    docs = ctx.cluster.volumes.list(statuses)
+    start, limit = params.get("startVolumeID") or 0, params.get("limit")
+    ids, accounts = params.get("volumeIDs"), params.get("accounts")
+    name = params.get("volumeName")
+    docs = [d for d in docs if d["volumeID"] >= start
+            and (ids is None or d["volumeID"] in ids)
+            and (accounts is None or d["accountID"] in accounts)
+            and (name is None or d["name"] == name)]
+    return {"volumes": [volume_info(d) for d in (docs[:limit] if limit else docs)]}
+
+
+@method("ListVolumes", ID("startVolumeID", required=False),
+        P("limit", "int", minimum=1, maximum=100_000),
+        P("volumeStatus", "str", choices=("active", "deleted", "creating", "snapshotting")),
+        P("accounts", "int", array=True, minimum=1), P("isPaired", "bool"),
+        P("volumeIDs", "int", array=True, minimum=1), P("volumeName", "str", max_len=64),
+        P("protectionSchemes", "str", array=True), P("includeVirtualVolumes", "bool"),
+        category="volumes")
+def list_volumes(ctx: CallContext, params: Params) -> Result:
+    status = params["volumeStatus"]
+    statuses = ("active", "deleted") if status is None else (
+        ("deleted",) if status == "deleted" else ("active",))
+    if params["isPaired"]:
+        return {"volumes": []}
+    return _listing(ctx, statuses, params)
+
+
+@method("ListActiveVolumes", ID("startVolumeID", required=False),
+        P("limit", "int", minimum=1, maximum=100_000), category="volumes")
+def list_active_volumes(ctx: CallContext, params: Params) -> Result:
+    return _listing(ctx, ("active",), params)
+
+
+@method("ListDeletedVolumes", category="volumes")
+def list_deleted_volumes(ctx: CallContext, params: Params) -> Result:
+    return _listing(ctx, ("deleted",), params)
+
+
+@method("ModifyVolume", ID("volumeID"), P("totalSize", "int", minimum=1, maximum=2**62),
+        ID("accountID", required=False), P("access", "str", choices=_ACCESS),
+        P("qos", "object"), P("attributes", "object"), category="volumes", mutates=True)
+def modify_volume(ctx: CallContext, params: Params) -> Result:
+    c, vid = ctx.cluster, params["volumeID"]
+    changes: dict[str, object] = {}
+    with c.store.read() as txn:  # validate everything before anything changes
+        get_volume(txn, vid)
+        if params["accountID"] is not None:
+            changes["accountID"] = get_account(txn, params["accountID"])["accountID"]
+    if params["access"] is not None:
+        changes["access"] = params["access"]
+    if params["attributes"] is not None:
+        changes["attributes"] = params["attributes"]
+    if params["qos"] is not None:
+        changes["qos"] = default_qos(params["qos"])
+    if params["totalSize"] is not None:
+        c.volumes.grow(vid, params["totalSize"])
+    return {"volume": volume_info(c.volumes.update(vid, **changes))}
+
+
+@method("DeleteVolume", ID("volumeID"), category="volumes", mutates=True)
+def delete_volume(ctx: CallContext, params: Params) -> Result:
+    return {"volume": volume_info(ctx.cluster.volumes.delete(params["volumeID"]))}
+
+
+@method("RestoreDeletedVolume", ID("volumeID"), category="volumes", mutates=True)
+def restore_deleted_volume(ctx: CallContext, params: Params) -> Result:
+    ctx.cluster.volumes.restore(params["volumeID"])
+    return {}
+
+
+@method("PurgeDeletedVolume", ID("volumeID"), category="volumes", mutates=True)
+def purge_deleted_volume(ctx: CallContext, params: Params) -> Result:
+    ctx.cluster.volumes.purge(params["volumeID"])
+    return {}

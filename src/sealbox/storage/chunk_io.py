@@ -1,0 +1,155 @@
+"""Verified reads and ordered writes of sector runs within one chunk, on all of its copies.
+
+Callers hold the range locks of the sectors (:mod:`volume_locks`): a reader must not see a
+checksum entry and a data sector from two moments of a concurrent write (verification would
+fail for no fault of the disk), and two writers must not rewrite one checksum sector at once.
+Any exception from a copy's device means that copy is unavailable for this request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sealbox.storage.blockdev import SECTOR_SIZE, BlockDevice
+from sealbox.storage.chunk import (
+    EMPTY_FIELDS,
+    ENTRIES_PER_SECTOR,
+    ENTRY_SIZE,
+    NO_TOKEN,
+    Sealer,
+    csum_span,
+    entry_fields,
+)
+from sealbox.storage.volume_errors import VolumeDataUnavailable
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One copy of a chunk: a slot on a block drive."""
+
+    drive_id: int
+    slot: int
+    dev: BlockDevice
+    csum_sector: int
+    data_sector: int
+
+
+class ChunkIO:
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+
+    def read(self, vid: int, chunk: int, copies: Sequence[Copy], first: int,
+             count: int) -> bytes:
+        """Sectors ``first .. first+count-1`` of the chunk, each verified on some copy.
+
+        Raises :class:`VolumeDataUnavailable` if some sector verifies on no copy; never
+        returns data that failed its check.
+        """
+        out: bytearray | None = None
+        todo = list(range(count))
+        for copy in copies:
+            checked = self._check_copy(vid, chunk, copy, first, todo)
+            if checked is None:
+                continue  # the device failed: the next copy must serve
+            data, good, left = checked
+            if out is None and not left and len(good) == count:
+                return data  # the common case: all good on the first copy, no copying
+            out = out if out is not None else bytearray(count * SECTOR_SIZE)
+            lo = todo[0]
+            for i in good:
+                out[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE] = data[
+                    (i - lo) * SECTOR_SIZE:(i - lo + 1) * SECTOR_SIZE]
+            todo = left
+            if not todo:
+                return bytes(out)
+        raise VolumeDataUnavailable(
+            f"volume {vid}: chunk {chunk} sector {first + todo[0]} is unreadable on every copy")
+
+    def _check_copy(self, vid: int, chunk: int, copy: Copy, first: int, todo: list[int],
+                    ) -> tuple[bytes, list[int], list[int]] | None:
+        """Read the span of ``todo`` from ``copy``: (its data starting at sector ``todo[0]``,
+        sectors that verified, sectors that did not), or None if the device failed. Sectors
+        with an empty entry are in neither list: they read as zeros."""
+        lo, hi = todo[0], todo[-1] + 1
+        clo, cn = csum_span(first + lo, hi - lo)
+        try:
+            csum = copy.dev.read(copy.csum_sector + clo, cn)
+            data = copy.dev.read(copy.data_sector + first + lo, hi - lo)
+        except Exception:  # a failing or gone device
+            return None
+        start = (first + lo - clo * ENTRIES_PER_SECTOR) * ENTRY_SIZE
+        fields = entry_fields(memoryview(csum)[start:start + (hi - lo) * ENTRY_SIZE])
+        if len(todo) == hi - lo and EMPTY_FIELDS not in fields:
+            # the common case, done in bulk: every sector's data is its latest write
+            tokens = self._sealer.tokens(vid, chunk, first + lo, data)
+            if tokens == [f[2] for f in fields]:
+                return data, todo, []
+        view = memoryview(data)
+        good: list[int] = []
+        left: list[int] = []
+        for i in todo:
+            entry = fields[i - lo]
+            if entry == EMPTY_FIELDS:
+                continue  # never written since allocation: zeros
+            sector = view[(i - lo) * SECTOR_SIZE:(i - lo + 1) * SECTOR_SIZE]
+            (good if self._sealer.token(vid, chunk, first + i, sector) in entry
+             else left).append(i)
+        return data, good, left
+
+    def write(self, vid: int, chunk: int, copies: Sequence[Copy], first: int, data: bytes,
+              clean: Sequence[bool]) -> list[Copy]:
+        """Write whole sectors to every copy; returns the copies that failed.
+
+        ``clean[i]`` says whether sector ``first + i`` has not been written since the last
+        completed flush (its current token then becomes the ``durable`` one).
+        """
+        tokens = self._sealer.tokens(vid, chunk, first, data)
+        failed = []
+        for copy in copies:
+            try:
+                self._write_copy(copy, first, data, tokens, clean)
+            except Exception:  # the caller records the drive as failed before acknowledging
+                failed.append(copy)
+        return failed
+
+    @staticmethod
+    def _write_copy(copy: Copy, first: int, data: bytes, tokens: list[bytes],
+                    clean: Sequence[bool]) -> None:
+        # Order: (1) entries of rewritten sectors gain the new token while keeping the old
+        # ones, (2) the data, (3) entries of never-written sectors get their first token. A
+        # crash at any point leaves every sector's data matching a token of its entry, or an
+        # empty entry (reads as the zeros it held before). In (1), ``prev`` takes the old
+        # ``cur`` (the data on disk until (2) lands), and ``durable`` takes it too if the
+        # sector is clean (that content is what the last flush made durable); a dirty sector
+        # keeps its ``durable``, whichever unflushed entry version reaches the disk.
+        clo, cn = csum_span(first, len(tokens))
+        csum = bytearray(copy.dev.read(copy.csum_sector + clo, cn))
+        start = (first - clo * ENTRIES_PER_SECTOR) * ENTRY_SIZE
+        stop = start + len(tokens) * ENTRY_SIZE
+        fields = entry_fields(csum[start:stop])
+        fresh = [i for i, f in enumerate(fields) if f[2] == NO_TOKEN]
+        if len(fresh) < len(tokens):
+            csum[start:stop] = b"".join(
+                (d + p + c if c == NO_TOKEN else (c if cl else d) + c + t) + NO_TOKEN
+                for (d, p, c), t, cl in zip(fields, tokens, clean, strict=True))
+            copy.dev.write(copy.csum_sector + clo, bytes(csum))
+        copy.dev.write(copy.data_sector + first, data)
+        if fresh:
+            for i in fresh:
+                off = start + i * ENTRY_SIZE
+                csum[off:off + ENTRY_SIZE] = NO_TOKEN + NO_TOKEN + tokens[i] + NO_TOKEN
+            copy.dev.write(copy.csum_sector + clo, bytes(csum))
+
+    def fill(self, vid: int, chunk: int, copy: Copy, data: bytes) -> None:
+        """Write a whole chunk into a copy whose entries are empty (a re-replication target):
+        the data first, then entries naming it in every field, as if written and flushed. A
+        crash in between leaves empty entries; the caller maps the copy only after a flush."""
+        tokens = self._sealer.tokens(vid, chunk, 0, data)
+        copy.dev.write(copy.data_sector, data)
+        copy.dev.write(copy.csum_sector, b"".join(t + t + t + NO_TOKEN for t in tokens))
+
+    @staticmethod
+    def clear(copy: Copy, count: int) -> None:
+        """Empty all checksum entries of the copy's slot (its sectors then read as zeros)."""
+        copy.dev.write(copy.csum_sector, bytes(count * SECTOR_SIZE))

@@ -1,0 +1,36 @@
+"""The engine's descriptors: what the cluster hands in and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sealbox.storage.blockdev import BlockDevice
+from sealbox.storage.slice_ops import Role
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """A drive handed to the engine. ``device`` is already unlocked/decrypted."""
+
+    drive_id: int
+    node_id: int
+    role: Role
+    device: BlockDevice
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    volume_id: int
+    name: str
+    size: int
+    allocated_bytes: int  # mapped chunks x chunk size (one copy)
+
+
+@dataclass(frozen=True)
+class DriveUsage:
+    drive_id: int
+    node_id: int
+    role: Role
+    used_bytes: int
+    total_bytes: int
+    failed: bool
