@@ -84,7 +84,7 @@ def test_hung_server_times_out_within_the_connect_timeout(
     err = _fails(
         replace(endpoint, port=silent_listener, connect_timeout=0.5), KmipConnectionTimedOut
     )
-    assert 0.4 < time.monotonic() - start < 2.0
+    assert 0.4 < time.monotonic() - start < 5.0
     assert "timed out" in err.message and f":{silent_listener}" in err.message
 
 
@@ -233,20 +233,26 @@ def test_server_down_then_back(restartable: RunningKms) -> None:
 
 
 def test_frozen_server_times_out_an_operation(restartable: RunningKms) -> None:
-    ep = replace(restartable.endpoint("frozen", **FAST), operation_timeout=0.5)
+    # Register with ordinary timeouts (a loaded machine may be slow), then ask a client with a
+    # short operation timeout while the server is frozen.
+    ep = restartable.endpoint("frozen", **FAST)
     with KmipClient(ep) as c:
         uid = c.register_secret_data(Secret(b"k" * 32))
+    short = replace(ep, operation_timeout=0.5)
+    with KmipClient(short) as c:
+        c.test_connection()
         assert restartable.process is not None
         os.kill(restartable.process.pid, signal.SIGSTOP)
         try:
             start = time.monotonic()
             with pytest.raises(KmipOperationTimedOut) as info:
                 c.get(uid)
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start < 10.0  # bounded, not hung
             assert isinstance(info.value, KmipConnectionLost)
             assert "did not answer Get within 0.5 s" in info.value.message
         finally:
             os.kill(restartable.process.pid, signal.SIGCONT)
+    with KmipClient(ep) as c:
         assert c.get(uid) == Secret(b"k" * 32)  # a fresh connection after the timeout
 
 

@@ -147,7 +147,7 @@ def test_serve_answers_a_csr_signed_client_and_stops_promptly(
             start = time.monotonic()
             proc.send_signal(sig)
             assert proc.wait(5) == 0
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start < 5.0
     finally:
         server.stop()
 

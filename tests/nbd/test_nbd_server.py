@@ -137,7 +137,7 @@ def test_stop_closes_connections_promptly(catalog: DictCatalog) -> None:
     haggling = RawClient(srv.port)
     start = time.monotonic()
     srv.stop()
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0
     assert all(c.is_closed() for c in [*idle, haggling])
     with pytest.raises(OSError):
         RawClient(srv.port)
