@@ -41,3 +41,10 @@ class Settings:
     # Bounds on every KMIP connection attempt and operation, in seconds.
     kmip_connect_timeout: float = 3.0
     kmip_timeout: float = 5.0
+    # Boot unlock retries back off exponentially up to this many seconds between attempts.
+    unlock_retry_max: float = 30.0
+    # How often the state of an external master key is checked on its key server.
+    key_check_interval: float = 900.0
+    # Test-only: a pause after each rekey step, so crash tests can kill inside every phase
+    # (from the environment variable SEALBOX_TEST_REKEY_STEP_DELAY; never set in production).
+    test_rekey_step_delay: float = 0.0

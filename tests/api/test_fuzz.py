@@ -47,6 +47,16 @@ ODD_IDS: list[Any] = ["1", "-1", "0", "abc", "1e3", " 7 ", "", 0, -1, 2**70, -(2
 
 # --- the server and how to talk to it ---------------------------------------------------------
 @pytest.fixture(scope="module")
+def sealbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealboxProcess]:
+    """A cluster whose background checks run only at start: a check that changes the
+    configuration while a bad request is answered must not look like the request's doing."""
+    proc = SealboxProcess(tmp_path_factory.mktemp("fuzz") / "data", extra=[
+        "--monitor-interval", "86400", "--key-check-interval", "86400"]).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
 def client(sealbox: SealboxProcess) -> Iterator[requests.Session]:
     """One keep-alive session, so that hundreds of calls do not each pay a TLS handshake."""
     with requests.Session() as s:

@@ -86,3 +86,36 @@ def test_active_provider_is_protected(api: Api, kms: RunningKms) -> None:
         c.keyservers.release(txn, pid, "test key " + uid)
     assert "result" in api("RemoveKeyServerFromProviderKmip", keyServerID=sid)
     assert "result" in api("DeleteKeyProviderKmip", keyProviderID=pid)
+
+
+def test_ecdsa_key_pair_option(tmp_path: Path) -> None:
+    """``--client-key-type ecdsa-p256``: the cluster's key pair and its CSR are ECDSA P-256."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sealbox.kmip.certs import KeyType
+
+    load_all()
+    settings = Settings(data_dir=tmp_path / "data", drive_size=64 << 20, nodes=2,
+                        admin_password=Secret(b"admin-password"),
+                        client_key_type=KeyType.ECDSA_P256)
+    cluster = Cluster.open(settings)
+    try:
+        cluster.first_start()
+        who = cluster.admins.authenticate("admin", Secret(b"admin-password"))
+        assert who is not None
+        api = Api(cluster, who)
+        assert "result" in api("CreatePublicPrivateKeyPair", commonName="ec-cluster",
+                               country="DE", organization="Example")
+        csr_b64 = api("GetClientCertificateSignRequest")["result"]["clientCertificateSignRequest"]
+        csr = x509.load_der_x509_csr(base64.b64decode(csr_b64))
+        key = csr.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+        assert csr.is_signature_valid
+        assert "CN=ec-cluster" in csr.subject.rfc4514_string()
+        err = api("CreatePublicPrivateKeyPair", country="Germany")["error"]
+        assert err["name"] == "xInvalidParameter" and "country" in err["message"]
+    finally:
+        cluster.close()

@@ -183,3 +183,35 @@ def test_the_key_never_shows_in_repr_or_errors() -> None:
         cipher.encrypt(0, bytes(7))
     for text in (repr(cipher), str(caught.value)):
         assert key.hex() not in text
+
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runs_inside_1_mib_units_equal_whole_unit_xts(backend: str) -> None:
+    # Drive format 2: one XTS data unit per 1 MiB, tweak = the unit number. Any run of 4 KiB
+    # sectors, starting anywhere in a unit and crossing unit boundaries, must give exactly the
+    # bytes of whole units encrypted in one call each by cryptography (IEEE 1619 XTS-AES).
+    key = os.urandom(64)
+    data = os.urandom(3 * MIB)
+    first_unit = (1 << 56) - 3  # up to the last sector number (2**64 - 1)
+    expected = b"".join(
+        reference(key, first_unit + u, data[u * MIB : (u + 1) * MIB]) for u in range(3)
+    )
+    cipher = SectorCipher(Secret(key), backend=backend, unit_size=MIB, sector_size=SECTOR)
+    base = first_unit * 256
+    assert cipher.encrypt(base, data) == expected
+    for first, count in [(0, 1), (1, 1), (3, 64), (200, 100), (255, 2), (100, 400), (767, 1)]:
+        run = slice(first * SECTOR, (first + count) * SECTOR)
+        sealed = cipher.encrypt(base + first, data[run])
+        assert sealed == expected[run], (first, count)
+        assert cipher.decrypt(base + first, sealed) == data[run]
+
+
+def test_a_unit_must_be_whole_sectors() -> None:
+    with pytest.raises(SectorCipherError, match="whole sectors"):
+        SectorCipher(Secret(os.urandom(64)), unit_size=MIB, sector_size=3 * SECTOR)
+    cipher = SectorCipher(Secret(os.urandom(64)), unit_size=MIB, sector_size=SECTOR)
+    with pytest.raises(SectorCipherError, match="whole sectors"):
+        cipher.encrypt(0, bytes(SECTOR + 16))

@@ -232,3 +232,58 @@ def test_a_block_device_works_without_st_size(loop_device: str, master: Secret) 
     with Drive.open(loop_device) as drive:
         drive.unlock(MemoryKeySource({"mk-1": master}))
         assert drive.read(drive.sector_count - 1, 1) == PATTERN
+
+
+def test_a_new_encrypted_drive_uses_1_mib_xts_units(
+    encrypted: Drive, path: Path, master: Secret
+) -> None:
+    # Format 2 on disk: data-area sectors 256u .. 256u+255 form XTS data unit u.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from sealbox.storage.keywrap import unwrap_dek
+
+    assert encrypted.header.version == 2 and encrypted.header.xts_unit_sectors == 256
+    data = os.urandom(256 * SECTOR)
+    encrypted.write(256, data[: 100 * SECTOR])  # a unit written in two runs
+    encrypted.write(356, data[100 * SECTOR :])
+    encrypted.flush()
+    slot = encrypted.header.slots[0]
+    assert slot is not None
+    dek = unwrap_dek(master, slot.wrapped_dek).reveal()
+    unit = Cipher(algorithms.AES(dek), modes.XTS((1).to_bytes(16, "little"))).encryptor()
+    start = (8 + 256) * SECTOR
+    assert path.read_bytes()[start : start + 256 * SECTOR] == unit.update(data)
+    assert encrypted.read(256, 256) == data
+
+
+def test_a_version_1_drive_with_4_kib_units_still_works(path: Path, master: Secret) -> None:
+    # Drives written before format 2 keep one XTS data unit per sector, tweak = sector.
+    import uuid
+
+    from sealbox.storage.crypto import SectorCipher
+    from sealbox.storage.header import DriveHeader, KeySlot, pack_header
+    from sealbox.storage.keywrap import wrap_dek
+
+    dek = Secret(os.urandom(64))
+    header = DriveHeader(uuid.uuid4(), 1, 8, SIZE // SECTOR - 8, EncryptionMode.SOFTWARE,
+                         (KeySlot(1, "mk-1", wrap_dek(master, dek)), None))
+    old = SectorCipher(dek)  # the format 1 cipher: 4 KiB data units
+    with path.open("wb") as f:
+        f.truncate(SIZE)
+        f.write(pack_header(header) + pack_header(header))
+        f.seek((8 + 5) * SECTOR)
+        f.write(old.encrypt(5, PATTERN * 3))
+    with Drive.open(path) as drive:
+        assert drive.header.version == 1
+        drive.unlock(MemoryKeySource({"mk-1": master}))
+        assert drive.read(4, 5) == bytes(SECTOR) + PATTERN * 3 + bytes(SECTOR)
+        drive.write(9, PATTERN)
+        assert drive.read(9, 1) == PATTERN
+        drive.stage_rewrap("mk-2", Secret(os.urandom(32)))  # a rekey keeps version 1
+        assert drive.header.version == 1
+    assert old.decrypt(9, path.read_bytes()[17 * SECTOR : 18 * SECTOR]) == PATTERN
+    with Drive.open(path) as drive:
+        drive.unlock(MemoryKeySource({"mk-1": master}))
+        drive.crypto_erase("mk-1", master)  # a new DEK moves it to version 2
+        assert drive.header.version == 2
+        assert drive.read(5, 1) != PATTERN

@@ -91,8 +91,8 @@ def test_a_truncated_or_padded_header_is_refused(size: int) -> None:
 
 def test_a_newer_version_is_refused_with_a_clear_error() -> None:
     raw = bytearray(golden_bytes())
-    raw[8:10] = (2).to_bytes(2, "little")
-    with pytest.raises(DriveFormatUnsupported, match="version 2 is newer"):
+    raw[8:10] = (3).to_bytes(2, "little")  # this sealbox reads versions 1 and 2
+    with pytest.raises(DriveFormatUnsupported, match="version 3 is newer"):
         parse_header(bytes(raw))
     # ... even if the other copy is a valid older one: never fall back across versions.
     with pytest.raises(DriveFormatUnsupported):
@@ -146,3 +146,26 @@ def test_two_slots_cannot_share_a_generation() -> None:
     assert slot is not None
     with pytest.raises(DriveHeaderCorrupt):
         replace(golden_header(), slots=(slot, replace(slot, master_key_id="other")))
+
+
+def test_version_2_says_1_mib_xts_units_and_round_trips() -> None:
+    header = replace(golden_header(), xts_unit_sectors=256)
+    raw = pack_header(header)
+    assert int.from_bytes(raw[8:10], "little") == 2 and raw[57] == 8
+    assert parse_header(raw) == header
+    assert raw[:8] + raw[10:57] + raw[58:4064] == (
+        golden_bytes()[:8] + golden_bytes()[10:57] + golden_bytes()[58:4064]
+    )  # nothing else moves
+    for index in range(len(raw)):
+        damaged = bytearray(raw)
+        damaged[index] ^= 0x01
+        with pytest.raises(DriveError):
+            parse_header(bytes(damaged))
+
+
+def test_version_2_needs_software_encryption() -> None:
+    with pytest.raises(DriveHeaderCorrupt, match="XTS data unit"):
+        replace(golden_header(), encryption=EncryptionMode.NONE, slots=(None, None),
+                xts_unit_sectors=256)
+    with pytest.raises(DriveHeaderCorrupt, match="XTS data unit"):
+        replace(golden_header(), xts_unit_sectors=16)

@@ -42,12 +42,14 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
 
 class SealboxProcess:
     def __init__(self, data_dir: Path, extra: Sequence[str] = (), password: str = PASSWORD,
-                 drive_size: str = "64MiB", nodes: int = 4) -> None:
+                 drive_size: str = "64MiB", nodes: int = 4,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra = list(extra)
         self.password = password
         self.drive_size = drive_size
         self.nodes = nodes
+        self.env = dict(env or {})
         self.port = free_port()
         self.nbd_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
@@ -65,7 +67,8 @@ class SealboxProcess:
         ]
 
     def start(self) -> SealboxProcess:
-        env = dict(os.environ, SEALBOX_ADMIN_PASSWORD=self.password, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, SEALBOX_ADMIN_PASSWORD=self.password, PYTHONUNBUFFERED="1",
+                   **self.env)
         self.output = []
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

@@ -13,6 +13,7 @@ PINNED = {
     "sealbox.api.dispatch.PermissionDenied": "xPermissionDenied",
     "sealbox.api.dispatch.RequestError": "xInvalidRequest",
     "sealbox.cluster.keytests.KeyProviderTestFailed": "xKmipKeyProviderTestFailed",
+    "sealbox.cluster.rekey.RekeyInterrupted": "xRekeyInterrupted",
     "sealbox.cluster.storage.StorageUnavailable": "xVolumesUnavailable",
     "sealbox.cluster.trust.KeyFileError": "xAPINotPermitted",
     "sealbox.errors.AccountNotFound": "xAccountIDDoesNotExist",

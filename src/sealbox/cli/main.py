@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from sealbox.cli.drive import drive
 from sealbox.cli.kms import kms
+from sealbox.cli.rekey import rekey
 from sealbox.cli.status import status
 from sealbox.config import Settings, parse_size
 from sealbox.daemon import AlreadyRunning, Started, acquire_lock, serve, setup_logging
@@ -57,11 +59,18 @@ def main() -> None:
               help="Seconds allowed for each KMIP connection attempt and operation.")
 @click.option("--monitor-interval", type=click.FloatRange(0.1, 86400), default=30.0,
               show_default=True, help="Seconds between background health checks.")
+@click.option("--unlock-retry-max", type=click.FloatRange(0.1, 3600), default=30.0,
+              show_default=True,
+              help="Longest wait (s) between attempts to fetch the master key at boot.")
+@click.option("--key-check-interval", type=click.FloatRange(1, 86400 * 7), default=900.0,
+              show_default=True,
+              help="Seconds between checks that the external master key is still active.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging to DATA_DIR/sealbox.log.")
 def up(data_dir: Path, host: str, port: int, nbd_port: int, nodes: int, drives_per_node: int,
        drive_size: int, no_create: bool, no_software_encryption: bool,
        admin_password: str | None, client_key_type: str, kmip_timeout: float,
-       monitor_interval: float, verbose: bool) -> None:
+       monitor_interval: float, unlock_retry_max: float, key_check_interval: float,
+       verbose: bool) -> None:
     """Start the cluster (creating it on first start) and serve the Element API."""
     settings = Settings(
         data_dir=data_dir.resolve(), host=host, port=port, nbd_port=nbd_port, nodes=nodes,
@@ -70,7 +79,9 @@ def up(data_dir: Path, host: str, port: int, nbd_port: int, nodes: int, drives_p
         admin_password=Secret.from_text(admin_password) if admin_password else None,
         client_key_type=KeyType.ECDSA_P256 if client_key_type == "ecdsa-p256" else KeyType.RSA_2048,
         kmip_connect_timeout=min(kmip_timeout, 3.0), kmip_timeout=kmip_timeout,
-        monitor_interval=monitor_interval,
+        monitor_interval=monitor_interval, unlock_retry_max=unlock_retry_max,
+        key_check_interval=key_check_interval,
+        test_rekey_step_delay=float(os.environ.get("SEALBOX_TEST_REKEY_STEP_DELAY", "0")),
     )
     try:
         acquire_lock(settings.data_dir)
@@ -108,3 +119,5 @@ def _banner(started: Started, settings: Settings, source: str) -> None:
 
 main.add_command(status)
 main.add_command(kms)
+main.add_command(rekey)
+main.add_command(drive)

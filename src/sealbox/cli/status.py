@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sealbox.cluster import formation
 from sealbox.cluster.faults import FaultFilter, FaultService
+from sealbox.cluster.resync import running_drive_jobs
 from sealbox.cluster.topology import Topology, drive_info
 from sealbox.store.sqlite import SqliteStore
 
@@ -40,6 +41,7 @@ def collect(data_dir: Path) -> dict[str, Any]:
             ],
             "drives": [drive_info(d) for d in topo.drives()],
             "faults": FaultService(store).list(FaultFilter.CURRENT),
+            "driveJobs": running_drive_jobs(store),
         }
     finally:
         store.close()
@@ -76,3 +78,7 @@ def status(data_dir: Path, as_json: bool) -> None:
                      ["driveID", "nodeID", "type", "status", "capacity", "serial"]))
     con.print(_table("current faults", info["faults"],
                      ["clusterFaultID", "severity", "code", "details", "date"]))
+    con.print(_table("drive jobs (resync progress)", [
+        {"asyncHandle": j["asyncHandle"], "type": j["resultType"], "params": j["params"],
+         "progress": j["details"]} for j in info["driveJobs"]],
+        ["asyncHandle", "type", "params", "progress"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from sealbox.cluster.clock import now_iso
@@ -136,8 +136,13 @@ class JobService:
             _handle(jid, d) for jid, d in docs if wanted is None or d["resultType"] in wanted
         ]
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Start no more jobs and give the running ones ``timeout`` seconds to stop (their
+        handlers watch the cluster's stop signals); a job cut short resumes at the next start."""
+        with self._lock:
+            running = list(self._running.values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        wait(running, timeout=timeout)
 
 
 def _public(doc: Doc) -> Doc:

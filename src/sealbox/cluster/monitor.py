@@ -34,6 +34,11 @@ class Monitor:
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
         self._thread.start()
 
+    def start_later(self) -> None:
+        """Start without running the checks now (their first run is one interval away)."""
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self._thread.start()
+
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             self.run_once()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets as pysecrets
+import uuid
 from dataclasses import dataclass
 
 from sealbox.cluster import formation, topology
@@ -14,12 +15,16 @@ from sealbox.cluster.certmonitor import CertificateMonitor
 from sealbox.cluster.drives import DriveService
 from sealbox.cluster.faults import FaultService
 from sealbox.cluster.jobs import JobService
+from sealbox.cluster.keycheck import KeyStateCheck
 from sealbox.cluster.keyservers import KeyServerStore, Timeouts
+from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.monitor import Monitor
+from sealbox.cluster.rekey import RekeyService
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.storage import StorageService
 from sealbox.cluster.topology import DRIVES, DriveStatus, Layout, Topology
 from sealbox.cluster.trust import TrustService
+from sealbox.cluster.unlock import Unlocker
 from sealbox.cluster.volumes import VolumeService
 from sealbox.config import Settings
 from sealbox.secrets import Secret
@@ -53,12 +58,38 @@ class Cluster:
         )
         self.certificates = CertificateMonitor(store, self.faults)
         self.sear = SearService(store, settings.data_dir / "keys" / "master")
-        self.storage = StorageService(store, self.sear)
+        self.keys = MasterKeys(store, self.sear.internal, self.keyservers, self.audit)
+        self.storage = StorageService(store, self.sear, self.keys)
         self.volumes = VolumeService(store, self.storage)
+        self.unlocker = Unlocker(store, self.sear, self.keys, self.storage, self.volumes,
+                                 self.faults, settings.unlock_retry_max)
+        self.boot_id = uuid.uuid4().hex
+        self.rekey = RekeyService(store, self.sear, self.keys, self.keyservers, self.storage,
+                                  self.jobs, self.audit, self.unlocker, self.boot_id,
+                                  settings.test_rekey_step_delay)
+        self.keycheck = KeyStateCheck(store, self.sear, self.keys, self.faults, self.storage)
+        self.key_monitor = Monitor(settings.key_check_interval, [self.keycheck.check])
         self.drives.activators.append(self.storage.activate)
+        self._wire_drive_health()
         self.monitor = Monitor(
             settings.monitor_interval, [self.certificates.check, self.volumes.purge_due]
         )
+        self.monitor.add(self.drive_health.check)
+
+    def _wire_drive_health(self) -> None:
+        import os
+
+        from sealbox.cluster.drive_health import DriveHealth
+        from sealbox.cluster.drive_ops import DriveOps
+        from sealbox.cluster.resync import ResyncService
+
+        ops = DriveOps(self.store, self.storage, self.sear)
+        self.drives.actions = ops
+        delay = float(os.environ.get("SEALBOX_TEST_RESYNC_STEP_DELAY", "0"))  # tests only
+        self.resync = ResyncService(self.store, self.jobs, self.storage, ops, delay)
+        self.drives.after_add.append(self.resync.retry_unfinished)
+        self.drive_health = DriveHealth(self.store, self.faults, self.jobs, self.drives,
+                                        self.storage, ops, self.resync)
 
     @classmethod
     def open(cls, settings: Settings) -> Cluster:
@@ -98,14 +129,18 @@ class Cluster:
 
     def start(self) -> None:
         self.trust.remove_stray_keys()
-        self.storage.start()
-        self.volumes.reconcile()
+        self.unlocker.start()
         self.jobs.resume_all()
+        self.key_monitor.start_later()
         self.drives.refresh_available_fault()
         self.monitor.start()
 
     def close(self) -> None:
         self.monitor.stop()
+        self.resync.closing.set()
+        self.key_monitor.stop()
+        self.rekey.closing.set()
+        self.unlocker.stop()
         self.jobs.shutdown()
         self.storage.close()
         self.store.close()

@@ -25,6 +25,13 @@ INTERNAL = "internal"
 EXTERNAL = "external"
 
 
+def key_record(key_id: str, management: str, provider_id: int | None = None,
+               kmip_uid: str | None = None) -> Doc:
+    """What the cluster keeps about a master key: identifiers only, never its bytes."""
+    return {"keyID": key_id, "keyManagementType": management, "keyProviderID": provider_id,
+            "kmipUID": kmip_uid, "keyCreatedTime": now_iso()}
+
+
 def key_info(key: Doc) -> Doc:
     """The Element ``EncryptionKeyInfo`` of a master key record."""
     info: Doc = {
@@ -56,10 +63,8 @@ class SearService:
         if enabled:
             mk_id = self.internal.create()
             mk = self.internal.get(mk_id)
-            doc["masterKey"] = {
-                "keyID": mk_id, "keyManagementType": INTERNAL, "keyProviderID": None,
-                "keyCreatedTime": now_iso(),
-            }
+            doc["currentKeyID"] = mk_id
+            doc["keys"] = {mk_id: key_record(mk_id, INTERNAL)}
             doc["integrity"] = {mk_id: base64.b64encode(wrap_key(mk, integrity)).decode()}
         else:
             # Without encryption the data is plaintext; its checksum key guards nothing secret.
@@ -70,11 +75,15 @@ class SearService:
         doc = txn.get(COLL, 0)
         if doc is None or doc["state"] != "enabled":
             return None
-        key_id: str = doc["masterKey"]["keyID"]
+        key_id: str = doc["currentKeyID"]
         return key_id
 
-    def key_source(self) -> KeySource:
-        return self.internal
+    def current_key(self, txn: Txn) -> Doc | None:
+        doc = txn.get(COLL, 0)
+        if doc is None or doc["state"] != "enabled":
+            return None
+        current: Doc = doc["keys"][doc["currentKeyID"]]
+        return current
 
     def integrity_key(self, source: KeySource) -> bytes:
         with self._store.read() as txn:
@@ -97,8 +106,8 @@ class SearService:
         if doc is None:
             raise NotPermitted("The cluster has not been created yet: call CreateCluster first.")
         out: Doc = {"state": doc["state"], "status": doc["state"], "version": doc["version"]}
-        if doc.get("masterKey"):
-            out["masterKeyInfo"] = key_info(doc["masterKey"])
+        if doc.get("currentKeyID"):
+            out["masterKeyInfo"] = key_info(doc["keys"][doc["currentKeyID"]])
         if doc.get("rekeyMasterKeyAsyncResultID") is not None:
             out["rekeyMasterKeyAsyncResultID"] = doc["rekeyMasterKeyAsyncResultID"]
         return out

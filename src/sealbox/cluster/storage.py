@@ -13,12 +13,14 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from sealbox.cluster.drives import engine_id
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.topology import DRIVES, DriveRole, DriveStatus
 from sealbox.errors import SealboxError
 from sealbox.storage.drive import Drive
 from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.header import EncryptionMode
+from sealbox.storage.keysource import KeySource
 from sealbox.storage.slice_ops import Role
 from sealbox.storage.volume_errors import MetadataUnavailable, NotEnoughSpace
 from sealbox.store.base import ConfigStore, Doc
@@ -28,11 +30,13 @@ log = logging.getLogger("sealbox.storage")
 
 
 class StorageService:
-    def __init__(self, store: ConfigStore, sear: SearService) -> None:
+    def __init__(self, store: ConfigStore, sear: SearService, keys: KeySource) -> None:
         self._store = store
         self._sear = sear
+        self.keys = keys
         self._lock = threading.RLock()
         self._drives: dict[int, tuple[Doc, Drive]] = {}
+        self._retired: list[Drive] = []  # failed or removed; closed at close (I/O may linger)
         self.engine: StorageEngine | None = None
         self.unavailable_reason = "the cluster has not been created yet"
 
@@ -44,9 +48,9 @@ class StorageService:
             with self._store.read() as txn:
                 mk_id = self._sear.current_key_id(txn)
             if drive.encryption is EncryptionMode.SOFTWARE:
-                drive.unlock(self._sear.key_source())
+                drive.unlock(self.keys)
             elif mk_id is not None:
-                drive.enable_software_encryption(mk_id, self._sear.internal.get(mk_id))
+                drive.enable_software_encryption(mk_id, self.keys.get(mk_id))
         except BaseException:
             drive.close()
             raise
@@ -54,7 +58,7 @@ class StorageService:
 
     def _spec(self, doc: Doc, drive: Drive) -> DriveSpec:
         role = Role.SLICE if doc["role"] == DriveRole.SLICE else Role.BLOCK
-        return DriveSpec(doc["driveID"], doc["nodeID"], role, drive)
+        return DriveSpec(engine_id(doc), doc["nodeID"], role, drive)
 
     def activate(self, doc: Doc) -> None:
         """AddDrives hook: bring one drive into service (safe to repeat after a crash)."""
@@ -64,13 +68,29 @@ class StorageService:
             drive = self._open(doc)
             self._drives[doc["driveID"]] = (doc, drive)
             if self.engine is not None:
-                if doc["driveID"] not in self.engine.metadata.drives:
-                    self.engine.add_drive(self._spec(doc, drive))
+                spec = self._spec(doc, drive)
+                if spec.drive_id not in self.engine.metadata.drives:
+                    self.engine.add_drive(spec)
             else:
                 self._try_open_engine()
 
+    def live_drive(self, drive_id: int) -> Drive | None:
+        """The open drive serving ``drive_id``, if it is in service."""
+        entry = self._drives.get(drive_id)
+        return None if entry is None else entry[1]
+
+    def retire(self, drive_id: int) -> None:
+        """Forget a drive taken out of service (failed or removed); AddDrives opens it anew.
+        It is closed only at :meth:`close`: a read may still be using it."""
+        with self._lock:
+            entry = self._drives.pop(drive_id, None)
+            if entry is not None:
+                self._retired.append(entry[1])
+
     # --- the engine -----------------------------------------------------------------------
     def start(self) -> None:
+        """Open and unlock every active drive, then the engine; on failure the engine stays
+        closed and :attr:`unavailable_reason` says why (safe to call again to retry)."""
         with self._store.read() as txn:
             created = txn.get("cluster", 0) is not None
             active = [d for _, d in txn.list(DRIVES) if d["status"] == DriveStatus.ACTIVE
@@ -96,7 +116,7 @@ class StorageService:
                 "with AddDrives"
             )
             return
-        key = self._sear.integrity_key(self._sear.key_source())
+        key = self._sear.integrity_key(self.keys)
         with self._store.read() as txn:
             formatted = bool((txn.get(COLL, 0) or {}).get("formatted"))
         try:
@@ -111,6 +131,15 @@ class StorageService:
                 txn.put(COLL, 0, {"formatted": True})
         self.unavailable_reason = ""
 
+    def exclusive(self) -> threading.RLock:
+        """Held, no drive is opened or added (a rekey's commit holds it)."""
+        return self._lock
+
+    def drives(self) -> list[tuple[Doc, Drive]]:
+        """The open drives (for rekey: every one holds a wrapped data key)."""
+        with self._lock:
+            return list(self._drives.values())
+
     def require_engine(self) -> StorageEngine:
         if self.engine is None:
             raise StorageUnavailable(f"Volumes are not available: {self.unavailable_reason}.")
@@ -124,6 +153,9 @@ class StorageService:
             for _, drive in self._drives.values():
                 drive.close()
             self._drives.clear()
+            for retired in self._retired:
+                retired.close()
+            self._retired.clear()
 
 
 class StorageUnavailable(SealboxError):

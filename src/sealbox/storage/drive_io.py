@@ -38,13 +38,37 @@ def device_size(fd: int) -> int:
 
 def read_exact(fd: int, buf: bytearray, offset: int) -> None:
     """Fill ``buf`` from ``offset``; a read that ends early means the drive is truncated."""
-    view = memoryview(buf)
+    read_into(fd, memoryview(buf), offset)
+
+
+def read_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill the writable ``view`` from ``offset`` (truncated drive: DriveTruncated)."""
     try:
         while view:
             got = os.preadv(fd, [view], offset)
             if got == 0:
                 raise DriveTruncated("the drive ends before its data area does")
             view, offset = view[got:], offset + got
+    except OSError as error:
+        raise _io_error("read", error) from error
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes from ``offset`` as a new ``bytes``: ``pread`` fills the object it
+    returns, so the data is copied once, from the page cache, with no zero-filled buffer first.
+    A read that ends early means the drive is truncated."""
+    try:
+        data = os.pread(fd, size, offset)
+        if len(data) == size:
+            return data
+        parts, got = [data], len(data)
+        while got < size:  # short reads: signals, or the end of the file
+            more = os.pread(fd, size - got, offset + got)
+            if not more:
+                raise DriveTruncated("the drive ends before its data area does")
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
     except OSError as error:
         raise _io_error("read", error) from error
 

@@ -24,13 +24,19 @@ from sealbox.storage.drive_errors import DriveFormatUnsupported, DriveHeaderCorr
 from sealbox.storage.keywrap import WRAPPED_DEK_SIZE
 
 MAGIC: Final = b"SEALBOXD"
-FORMAT_VERSION: Final = 1
+# Version 1: XTS data unit = one 4 KiB sector. Version 2 (same layout): byte 57 gives the data
+# unit as log2 of sectors, 8 = 1 MiB (see crypto.py for why); only software-encrypted drives
+# use it. A drive keeps the version it has until it gets a new DEK (encryption enabled or
+# crypto-erase), which is when it moves to version 2. Both versions are read and written.
+FORMAT_VERSION: Final = 2
+LARGE_XTS_UNIT_SECTORS: Final = 256
+_XTS_UNIT_LOG2: Final = {1: 0, LARGE_XTS_UNIT_SECTORS: 8}
 HEADER_COPIES: Final = 2  # sectors 0 and 1: copy A and copy B
 DATA_OFFSET_SECTORS: Final = 8  # sectors 2..7 are reserved for later format versions
 KEY_ID_MAX: Final = 64
 SLOT_COUNT: Final = 2
 
-_FIXED = struct.Struct("<8sHHIQ16sQQB7x")  # 64 bytes
+_FIXED = struct.Struct("<8sHHIQ16sQQBB6x")  # 64 bytes
 _SLOT = struct.Struct("<B7xQBB6x64s72s")  # 160 bytes
 _SLOTS_AT: Final = _FIXED.size
 _CHECKSUM_AT: Final = SECTOR_SIZE - 32
@@ -74,10 +80,19 @@ class DriveHeader:
     sector_count: int  # sectors in the data area
     encryption: EncryptionMode
     slots: Slots = (None, None)
+    xts_unit_sectors: int = 1  # sectors per XTS data unit: 1 (version 1) or 256 (version 2)
+
+    @property
+    def version(self) -> int:
+        return 1 if self.xts_unit_sectors == 1 else 2
 
     def __post_init__(self) -> None:
         if self.data_offset < HEADER_COPIES or self.sector_count < 0 or self.sequence < 0:
             raise DriveHeaderCorrupt("the drive header has impossible geometry")
+        if self.xts_unit_sectors not in _XTS_UNIT_LOG2 or (
+            self.xts_unit_sectors != 1 and self.encryption is not EncryptionMode.SOFTWARE
+        ):
+            raise DriveHeaderCorrupt("the drive header has an invalid XTS data unit")
         in_use = [slot for slot in self.slots if slot is not None]
         if self.encryption is EncryptionMode.NONE and in_use:
             raise DriveHeaderCorrupt("an unencrypted drive cannot have key slots")
@@ -98,7 +113,7 @@ def pack_header(header: DriveHeader) -> bytes:
     """One header copy: exactly one sector, its last 32 bytes the SHA-256 of the rest."""
     fixed = _FIXED.pack(
         MAGIC,
-        FORMAT_VERSION,
+        header.version,
         0,
         SECTOR_SIZE,
         header.sequence,
@@ -106,6 +121,7 @@ def pack_header(header: DriveHeader) -> bytes:
         header.data_offset,
         header.sector_count,
         int(header.encryption),
+        _XTS_UNIT_LOG2[header.xts_unit_sectors],
     )
     body = fixed + b"".join(_pack_slot(slot) for slot in header.slots)
     body += bytes(_CHECKSUM_AT - len(body))
@@ -148,13 +164,17 @@ def parse_header(raw: bytes) -> DriveHeader:
     expected = hashlib.sha256(raw[:_CHECKSUM_AT]).digest()
     if not hmac.compare_digest(expected, raw[_CHECKSUM_AT:]):
         raise DriveHeaderCorrupt("the drive header checksum does not match")
-    _magic, version, reserved, sector_size, sequence, drive_id, offset, count, mode = (
+    _magic, version, reserved, sector_size, sequence, drive_id, offset, count, mode, unit = (
         _FIXED.unpack_from(raw)
     )
-    if version != FORMAT_VERSION or reserved or sector_size != SECTOR_SIZE:
+    if version not in (1, 2) or reserved or sector_size != SECTOR_SIZE:
         raise DriveHeaderCorrupt("the drive header has invalid fixed fields")
     if mode not in {int(m) for m in EncryptionMode} or raw[_RESERVED].strip(b"\0"):
         raise DriveHeaderCorrupt("the drive header has invalid fields")
+    # Version 1 has a reserved zero byte here; version 2 must say 1 MiB, on an encrypted drive.
+    expected_unit = 0 if version == 1 else _XTS_UNIT_LOG2[LARGE_XTS_UNIT_SECTORS]
+    if unit != expected_unit or (version == 2 and mode != EncryptionMode.SOFTWARE):
+        raise DriveHeaderCorrupt("the drive header has an invalid XTS data unit")
     slots = tuple(
         _parse_slot(raw[_SLOTS_AT + i * _SLOT.size : _SLOTS_AT + (i + 1) * _SLOT.size])
         for i in range(SLOT_COUNT)
@@ -166,6 +186,7 @@ def parse_header(raw: bytes) -> DriveHeader:
         count,
         EncryptionMode(mode),
         (slots[0], slots[1]),
+        1 << unit,
     )
 
 

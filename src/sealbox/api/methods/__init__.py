@@ -11,6 +11,7 @@ from sealbox.api.methods import (  # noqa: F401
     keyproviders,
     keyservers,
     nodes,
+    rekey,
     system,
     trust,
     volumes,

@@ -1,12 +1,16 @@
-"""ListDrives, AddDrives."""
+"""ListDrives, AddDrives, RemoveDrives, SecureEraseDrives.
+
+The three changing methods return an async handle at once (poll with GetAsyncResult); drive IDs
+may arrive as numeric strings (sfcli sends ``["1","2"]``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sealbox.api.params import ID, P, to_int
+from sealbox.api.params import ID, INT_MAX, P, to_int
 from sealbox.api.registry import CallContext, Params, Result, method
-from sealbox.cluster.drives import NewDrive
+from sealbox.cluster.drives import NewDrive, shown_status
 from sealbox.cluster.formation import require_cluster
 from sealbox.cluster.topology import drive_info
 from sealbox.errors import InvalidParameter
@@ -28,7 +32,12 @@ def _new_drive(name: str, raw: Any) -> NewDrive:
 
 @method("ListDrives", category="drives", bootstrap=True)
 def list_drives(ctx: CallContext, params: Params) -> Result:
-    return {"drives": [drive_info(d) for d in ctx.cluster.topology.drives()]}
+    drives = []
+    for doc in ctx.cluster.topology.drives():
+        info = drive_info(doc)
+        info["status"] = shown_status(doc)
+        drives.append(info)
+    return {"drives": drives}
 
 
 @method(
@@ -41,5 +50,29 @@ def add_drives(ctx: CallContext, params: Params) -> Result:
     with c.store.write() as txn:
         require_cluster(txn)
         handle = c.drives.claim_for_add(txn, params["drives"])
+    c.jobs.launch(handle)
+    return {"asyncHandle": handle}
+
+
+_DRIVE_IDS = P("drives", "int", required=True, array=True, minimum=1, maximum=INT_MAX,
+               max_items=4096)
+
+
+@method("RemoveDrives", _DRIVE_IDS, category="drives", mutates=True)
+def remove_drives(ctx: CallContext, params: Params) -> Result:
+    c = ctx.cluster
+    with c.store.write() as txn:
+        require_cluster(txn)
+        handle = c.drives.claim_for_remove(txn, params["drives"])
+    c.jobs.launch(handle)
+    return {"asyncHandle": handle}
+
+
+@method("SecureEraseDrives", _DRIVE_IDS, category="drives", mutates=True)
+def secure_erase_drives(ctx: CallContext, params: Params) -> Result:
+    c = ctx.cluster
+    with c.store.write() as txn:
+        require_cluster(txn)
+        handle = c.drives.claim_for_erase(txn, params["drives"])
     c.jobs.launch(handle)
     return {"asyncHandle": handle}
