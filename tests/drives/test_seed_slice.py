@@ -41,6 +41,11 @@ def test_slice_drive_failed_then_added_again(tmp_path: Path) -> None:
         assert "AddDrives" in fault["details"]
         sf.create_volume(name="b", account_id=account, total_size=8 * MIB)  # one copy now
         b = write_random(proc, "b", tmp_path / "b.img", 8 * MIB)
+        # A restart while degraded still serves the volumes from the surviving metadata.
+        proc.restart()
+        sf = proc.element()
+        assert read_back(proc, "a", tmp_path / "a1.img") == a
+        assert open_fault(proc, "sliceServiceUnhealthy", "node 1") is not None
 
         handle = sf.add_drives([NewDrive(drive_id=1)]).async_handle
         wait_job(proc, handle)

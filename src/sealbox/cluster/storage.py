@@ -110,15 +110,17 @@ class StorageService:
 
     def _try_open_engine(self) -> None:
         specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
-        if not _enough(specs):
+        with self._store.read() as txn:
+            formatted = bool((txn.get(COLL, 0) or {}).get("formatted"))
+        # Formatting needs two nodes for each kind of drive; reopening needs only what holds
+        # the metadata and the data (a degraded cluster still serves its volumes).
+        if not _enough(specs, 1 if formatted else 2):
             self.unavailable_reason = (
                 "volumes need active slice and block drives on at least two nodes; add drives "
                 "with AddDrives"
             )
             return
         key = self._sear.integrity_key(self.keys)
-        with self._store.read() as txn:
-            formatted = bool((txn.get(COLL, 0) or {}).get("formatted"))
         try:
             self.engine = StorageEngine(specs, integrity_key=key, create=False)
         except MetadataUnavailable:
@@ -162,10 +164,10 @@ class StorageUnavailable(SealboxError):
     element_name = "xVolumesUnavailable"
 
 
-def _enough(specs: Sequence[DriveSpec]) -> bool:
+def _enough(specs: Sequence[DriveSpec], nodes: int) -> bool:
     slice_nodes = {s.node_id for s in specs if s.role is Role.SLICE}
     block_nodes = {s.node_id for s in specs if s.role is Role.BLOCK}
-    return len(slice_nodes) >= 2 and len(block_nodes) >= 2
+    return len(slice_nodes) >= nodes and len(block_nodes) >= nodes
 
 
 __all__ = ["NotEnoughSpace", "StorageService", "StorageUnavailable"]
