@@ -172,3 +172,44 @@ def test_rekey_cli_shows_progress_and_the_result(cluster: SealboxProcess,
     out = subprocess.run([*cmd, "--internal"], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 0 and "Internal Key Management" in out.stdout
+
+
+def test_target_provider_failing_its_test_refuses_the_rekey(
+        cluster: SealboxProcess, setup: dict[str, Any], tmp_path: Path) -> None:
+    from sealbox.kms.testing import launch_kms
+
+    other = launch_kms(tmp_path / "other-kms")
+    try:
+        sf = cluster.element()
+        # The cluster's certificate must come from this server's CA: trust it with a new CSR.
+        from sealbox.kms import server as kms_server
+
+        csr = sf.get_client_certificate_sign_request().client_certificate_sign_request
+        cert = kms_server.sign_csr(other.directory, csr).decode()
+        pid = provider(sf, other, cert, "doomed")
+    finally:
+        other.stop()
+    before = _info(cluster)
+    err = cluster.rpc("RekeySoftwareEncryptionAtRestMasterKey",
+                      {"keyManagementType": "External", "keyProviderID": pid})["error"]
+    assert err["name"].startswith("xKmip") and "refused" in err["message"].lower()
+    assert _info(cluster) == before
+    assert pid not in _active_providers(cluster)
+
+
+def test_key_operations_are_audited_without_key_bytes(cluster: SealboxProcess) -> None:
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{cluster.data_dir / 'sealbox.db'}?mode=ro", uri=True)
+    rows = [json.loads(b) for (b,) in conn.execute(
+        "SELECT body FROM docs WHERE coll = 'audit' ORDER BY id")]
+    conn.close()
+    methods = {r["method"] for r in rows}
+    assert {"RekeySoftwareEncryptionAtRestMasterKey", "CreateMasterKey",
+            "kmip.GetMasterKey", "kmip.DestroyMasterKey"} <= methods, methods
+    created = [r for r in rows if r["method"] == "CreateMasterKey" and r["outcome"] == "success"]
+    assert all("keyID=" in r["detail"] and "provider=" in r["detail"] for r in created)
+    for path in (cluster.data_dir / "keys" / "master").glob("*.mk"):
+        key = path.read_bytes()
+        assert key.hex() not in json.dumps(rows)

@@ -97,6 +97,17 @@ def _check(cluster: SealboxProcess, kms: RunningKms, cert: str, handle: int | No
     return outcome
 
 
+def test_one_rekey_at_a_time(cluster: SealboxProcess) -> None:
+    # Each step of a rekey is slowed here, so the first is surely still running.
+    first = cluster.rpc("RekeySoftwareEncryptionAtRestMasterKey",
+                        {"keyManagementType": "Internal"})["result"]["asyncHandle"]
+    err = cluster.rpc("RekeySoftwareEncryptionAtRestMasterKey",
+                      {"keyManagementType": "Internal"})["error"]
+    assert err["name"] == "xAPINotPermitted"
+    assert "already in progress" in err["message"] and str(first) in err["message"]
+    wait_until(lambda: _state(cluster, first) == "complete", 60, "the first rekey")
+
+
 def test_kill_9_at_every_phase_of_a_rekey(cluster: SealboxProcess, kms: RunningKms,
                                           tmp_path: Path) -> None:
     sf = cluster.element()
