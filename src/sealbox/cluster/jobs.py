@@ -147,7 +147,8 @@ class JobService:
 
 def _public(doc: Doc) -> Doc:
     out = {k: doc[k] for k in ("createTime", "lastUpdateTime", "resultType", "status")}
-    out["details"] = doc.get("details", {})
+    if doc["status"] == "running":  # progress; a finished job shows its result, as Element's
+        out["details"] = doc.get("details", {})
     for key in ("result", "error"):
         if key in doc:
             out[key] = doc[key]

@@ -232,9 +232,8 @@ class RekeyService:
             assert doc is not None
             old = rk.get("decommissioned") or {"keyID": rk["oldKeyID"],
                                                "keyManagementType": INTERNAL}
-            result = {
-                "keyToDecommission": key_info(old), "newKey": key_info(doc["keys"][
-                    rk["newKeyID"]]),
+            result = {  # the shape of the seed's example: identifiers and management only
+                "keyToDecommission": _brief(old), "newKey": _brief(doc["keys"][rk["newKeyID"]]),
                 "operation": steps.operation_text(old, doc["keys"][rk["newKeyID"]]),
                 "state": "Ready",
             }
@@ -256,6 +255,12 @@ class RekeyService:
             doc["rekey"] = None
             txn.put(SEAR, 0, doc)
         self._keys.forget(rk["newKeyID"])
+
+
+def _brief(key: Doc) -> Doc:
+    info = key_info(key)
+    info.pop("keyCreatedTime", None)
+    return info
 
 
 def _busy(job_id: int) -> str:
