@@ -123,3 +123,19 @@ def test_an_added_slice_drive_replaces_a_failed_mirror(tmp_path: Path) -> None:
     survivors = [s for s in specs if s.drive_id not in (10, 20)] + [new]
     reopened = StorageEngine(survivors, integrity_key=KEY)
     assert [v.volume_id for v in reopened.volumes()] == [1, 2]
+
+
+def test_resync_batches_cover_every_chunk_and_never_wait_on_the_previous_batch(
+        tmp_path: Path) -> None:
+    # The copy pipeline copies a batch while the previous one still holds its range locks
+    # (until its flush and commit): consecutive batches must not share a lock stripe.
+    from itertools import pairwise
+
+    from sealbox.storage.volume_repair import BATCH_CHUNKS, _batches
+    eng = StorageEngine(cluster(tmp_path, (1, 2, 3), True), integrity_key=KEY, create=True)
+    todo = [(1, c) for c in range(300)] + [(2, c) for c in range(40)]
+    batches = list(_batches(eng, todo))
+    assert sorted((vid, c) for vid, batch in batches for c in batch) == todo
+    assert all(0 < len(batch) <= BATCH_CHUNKS for _, batch in batches)
+    held = [{id(lock) for lock in eng.locks.chunks(vid, batch)._locks} for vid, batch in batches]
+    assert all(a.isdisjoint(b) for a, b in pairwise(held))

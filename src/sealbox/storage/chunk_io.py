@@ -49,15 +49,25 @@ class ChunkIO:
         Raises :class:`VolumeDataUnavailable` if some sector verifies on no copy; never
         returns data that failed its check.
         """
+        return self.read_with_tokens(vid, chunk, copies, first, count)[0]
+
+    def read_with_tokens(self, vid: int, chunk: int, copies: Sequence[Copy], first: int,
+                         count: int) -> tuple[bytes, list[bytes] | None]:
+        """Like :meth:`read`, plus the tokens of the returned sectors when verification
+        computed all of them from exactly these bytes (the common case: every sector current
+        on one copy), else None. A token depends only on (volume, chunk, sector, plaintext),
+        not on the drive or slot, so a caller writing these bytes to another copy can use
+        them instead of hashing the same plaintext again."""
         out: bytearray | None = None
         todo = list(range(count))
         for copy in copies:
             checked = self._check_copy(vid, chunk, copy, first, todo)
             if checked is None:
                 continue  # the device failed: the next copy must serve
-            data, good, left = checked
+            data, good, left, tokens = checked
             if out is None and not left and len(good) == count:
-                return data  # the common case: all good on the first copy, no copying
+                # the common case: all good on the first copy, no copying
+                return data, tokens
             out = out if out is not None else bytearray(count * SECTOR_SIZE)
             lo = todo[0]
             for i in good:
@@ -65,15 +75,16 @@ class ChunkIO:
                     (i - lo) * SECTOR_SIZE:(i - lo + 1) * SECTOR_SIZE]
             todo = left
             if not todo:
-                return bytes(out)
+                return bytes(out), None
         raise VolumeDataUnavailable(
             f"volume {vid}: chunk {chunk} sector {first + todo[0]} is unreadable on every copy")
 
     def _check_copy(self, vid: int, chunk: int, copy: Copy, first: int, todo: list[int],
-                    ) -> tuple[bytes, list[int], list[int]] | None:
+                    ) -> tuple[bytes, list[int], list[int], list[bytes] | None] | None:
         """Read the span of ``todo`` from ``copy``: (its data starting at sector ``todo[0]``,
-        sectors that verified, sectors that did not), or None if the device failed. Sectors
-        with an empty entry are in neither list: they read as zeros."""
+        sectors that verified, sectors that did not, the tokens of that data if all were
+        computed and all matched), or None if the device failed. Sectors with an empty entry
+        are in neither list: they read as zeros."""
         lo, hi = todo[0], todo[-1] + 1
         clo, cn = csum_span(first + lo, hi - lo)
         try:
@@ -87,7 +98,7 @@ class ChunkIO:
             # the common case, done in bulk: every sector's data is its latest write
             tokens = self._sealer.tokens(vid, chunk, first + lo, data)
             if tokens == [f[2] for f in fields]:
-                return data, todo, []
+                return data, todo, [], tokens
         view = memoryview(data)
         good: list[int] = []
         left: list[int] = []
@@ -98,7 +109,7 @@ class ChunkIO:
             sector = view[(i - lo) * SECTOR_SIZE:(i - lo + 1) * SECTOR_SIZE]
             (good if self._sealer.token(vid, chunk, first + i, sector) in entry
              else left).append(i)
-        return data, good, left
+        return data, good, left, None
 
     def write(self, vid: int, chunk: int, copies: Sequence[Copy], first: int, data: bytes,
               clean: Sequence[bool]) -> list[Copy]:
@@ -154,13 +165,21 @@ class ChunkIO:
                 csum[off:off + ENTRY_SIZE] = NO_TOKEN + NO_TOKEN + tokens[i] + NO_TOKEN
             copy.dev.write(copy.csum_sector + clo, bytes(csum))
 
-    def fill(self, vid: int, chunk: int, copy: Copy, data: bytes) -> None:
+    def fill(self, vid: int, chunk: int, copy: Copy, data: bytes,
+             tokens: Sequence[bytes] | None = None) -> None:
         """Write a whole chunk into a copy whose entries are empty (a re-replication target):
         the data first, then entries naming it in every field, as if written and flushed. A
-        crash in between leaves empty entries; the caller maps the copy only after a flush."""
-        tokens = self._sealer.tokens(vid, chunk, 0, data)
+        crash in between leaves empty entries; the caller maps the copy only after a flush.
+
+        ``tokens``, if given, must be the tokens of ``data`` as :meth:`read_with_tokens`
+        returned them with it (computed from these very bytes while verifying them)."""
+        if tokens is None:
+            tokens = self._sealer.tokens(vid, chunk, 0, data)
+        elif len(tokens) * SECTOR_SIZE != len(data):
+            raise ValueError("fill: one token per sector of data is needed")
         copy.dev.write(copy.data_sector, data)
-        copy.dev.write(copy.csum_sector, b"".join(t + t + t + NO_TOKEN for t in tokens))
+        copy.dev.write(copy.csum_sector, b"".join(
+            chain.from_iterable(zip(tokens, tokens, tokens, repeat(NO_TOKEN)))))
 
     @staticmethod
     def clear(copy: Copy, count: int) -> None:

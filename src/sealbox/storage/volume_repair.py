@@ -7,8 +7,8 @@ follow its lock order: range locks, then the store's lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -88,30 +88,77 @@ def _move_all(engine: StorageEngine, drive_id: int, progress: Progress | None) -
     report = RepairReport()
     with engine._store.lock:  # the maps must not change while they are walked
         todo = engine.chunks_on_drive(drive_id)
-    batches = [(vid, chunks[i:i + BATCH_CHUNKS])
-               for vid, group in groupby(todo, key=lambda key: key[0])
-               for chunks in [[c for _, c in group]]
-               for i in range(0, len(chunks), BATCH_CHUNKS)]
     done = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resync") as helper:
-        pending: Future[int] | None = None
+
+    def commit(staged: _Staged) -> None:
+        # in the helper thread, one batch at a time: the progress record (a durable write of
+        # its own) never delays the copying
+        nonlocal done
+        done += _commit_batch(engine, staged, report)
+        if progress is not None:
+            progress(done, len(todo))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resync") as helper, \
+            ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="resync-copy") as copiers:
+        pending: Future[None] | None = None
         try:
-            for vid, batch in batches:
-                staged = _copy_batch(engine, vid, batch, drive_id, report)
-                if pending is not None:
-                    done += pending.result()
-                    if progress is not None:
-                        progress(done, len(todo))
-                pending = helper.submit(_commit_batch, engine, staged, report)
+            for vid, batch in _batches(engine, todo):
+                staged = _copy_batch(engine, vid, batch, drive_id, report, copiers)
+                finished, pending = pending, None
+                try:
+                    if finished is not None:
+                        finished.result()
+                except BaseException:  # its commit failed: this batch is not mapped either
+                    _abandon(engine, staged)
+                    raise
+                pending = helper.submit(commit, staged)
             if pending is not None:
-                done += pending.result()
-                pending = None
-                if progress is not None:
-                    progress(done, len(todo))
+                finished, pending = pending, None
+                finished.result()
         finally:
             if pending is not None:
                 pending.exception()  # let it finish (it releases its locks) before leaving
     return report
+
+
+def _batches(engine: StorageEngine, todo: Sequence[tuple[int, int]],
+             ) -> Iterator[tuple[int, list[int]]]:
+    """``todo`` cut into batches of up to :data:`BATCH_CHUNKS` chunks of one volume, in which
+    no batch shares a range-lock stripe with the one before it.
+
+    The pipeline copies a batch while the previous one, still holding its locks, is made
+    durable: the locks are striped, and a batch that needed a stripe of the previous one
+    would wait for its commit, serializing the copy with the flush (with 32 chunks of four
+    groups each, almost every pair of batches shares some stripe). So a chunk whose stripes
+    clash with the previous batch waits for a later batch; the order of the copies does not
+    matter (a crash leaves some chunks still naming the drive, which a rerun copies)."""
+    def stripes(vid: int, chunk: int) -> frozenset[int]:
+        # the lock objects that locks.chunks() would take (no lock is acquired here)
+        return frozenset(map(id, engine.locks.chunks(vid, [chunk])._locks))
+
+    prev: frozenset[int] = frozenset()
+    for vid, group in groupby(todo, key=lambda key: key[0]):
+        left = [(c, stripes(vid, c)) for _, c in group]
+        while left:
+            batch: list[int] = []
+            taken: set[int] = set()
+            rest: list[tuple[int, frozenset[int]]] = []
+            for i, (chunk, own) in enumerate(left):
+                if len(batch) == BATCH_CHUNKS:
+                    rest.extend(left[i:])
+                    break
+                if prev.isdisjoint(own):
+                    batch.append(chunk)
+                    taken |= own
+                else:
+                    rest.append((chunk, own))
+            if not batch:  # everything left clashes with the previous batch: wait for it
+                batch = [c for c, _ in rest[:BATCH_CHUNKS]]
+                taken = set().union(*(own for _, own in rest[:BATCH_CHUNKS]))
+                rest = rest[BATCH_CHUNKS:]
+            left = rest
+            prev = frozenset(taken)
+            yield vid, batch
 
 
 @dataclass
@@ -125,7 +172,7 @@ class _Staged:
 
 
 def _copy_batch(engine: StorageEngine, vid: int, chunks: Sequence[int], drive_id: int,
-                report: RepairReport) -> _Staged:
+                report: RepairReport, copiers: ThreadPoolExecutor) -> _Staged:
     held = engine.locks.chunks(vid, chunks)
     held.__enter__()
     staged = _Staged(held, len(chunks), [], [])
@@ -139,11 +186,14 @@ def _copy_batch(engine: StorageEngine, vid: int, chunks: Sequence[int], drive_id
             staged.ops.append(op)
             staged.targets.append(target)
 
+    futures = [copiers.submit(copy, c) for c in chunks]
     try:
-        with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="resync-copy") as copiers:
-            for done in [copiers.submit(copy, c) for c in chunks]:
-                done.result()
+        for done in futures:
+            done.result()
     except BaseException:
+        for f in futures:  # none may still be writing when its slot is given back
+            f.cancel()
+        wait(futures)
         _abandon(engine, staged)
         raise
     return staged
@@ -180,12 +230,14 @@ def _copy_chunk(engine: StorageEngine, vid: int, chunk: int,
     survivors = engine.copies(vid, chunk) or []  # live ones: the drive itself while removing
     if not survivors:
         raise VolumeDataUnavailable(f"volume {vid}: chunk {chunk} has no surviving copy")
-    data = engine._io.read(vid, chunk, survivors, 0, SECTORS_PER_CHUNK)
+    # Verification hashes every sector read; those tokens (bound to volume, chunk and sector,
+    # not to the drive) are the new copy's entries, so the chunk is hashed once, not twice.
+    data, tokens = engine._io.read_with_tokens(vid, chunk, survivors, 0, SECTORS_PER_CHUNK)
     new = _take_one(engine, {n for d, _ in keep if (n := pool.node_of(d)) is not None})
     target = pool.copy(*new)
     assert target is not None
     try:
-        engine._io.fill(vid, chunk, target, data)
+        engine._io.fill(vid, chunk, target, data, tokens)
     except BaseException:
         with engine._store.lock:
             pool.give_back([new])
