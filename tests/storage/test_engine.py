@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from pathlib import Path
@@ -21,37 +20,12 @@ from sealbox.storage.volume_errors import (
     NotEnoughSpace,
     VolumeDataUnavailable,
 )
+from tests.storage.devices import FlakyDevice
 
 KEY = b"engine-test-key-0123456789abcdef"
 BLOCK_SECTORS = 8192
 
 
-class FlakyDevice:
-    """A device that can be made to fail every call, like a pulled drive."""
-
-    def __init__(self, dev: FileBlockDevice) -> None:
-        self.dev = dev
-        self.broken = False
-
-    @property
-    def sector_count(self) -> int:
-        return self.dev.sector_count
-
-    def _check(self) -> None:
-        if self.broken:
-            raise OSError(errno.EIO, "drive gone")
-
-    def read(self, sector: int, count: int) -> bytes:
-        self._check()
-        return self.dev.read(sector, count)
-
-    def write(self, sector: int, data: bytes) -> None:
-        self._check()
-        self.dev.write(sector, data)
-
-    def flush(self) -> None:
-        self._check()
-        self.dev.flush()
 
 
 class Cluster:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
@@ -10,34 +9,11 @@ from sealbox.storage.chunk import CHUNK_SIZE
 from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.filedev import FileBlockDevice
 from sealbox.storage.slice_ops import Role
+from tests.storage.devices import FlakyDevice
 
 KEY = b"repair-test-key-0123456789abcdef"
 
 
-class FlakyDevice:
-    def __init__(self, dev: FileBlockDevice) -> None:
-        self.dev = dev
-        self.broken = False
-
-    @property
-    def sector_count(self) -> int:
-        return self.dev.sector_count
-
-    def _check(self) -> None:
-        if self.broken:
-            raise OSError(errno.EIO, "drive gone")
-
-    def read(self, sector: int, count: int) -> bytes:
-        self._check()
-        return self.dev.read(sector, count)
-
-    def write(self, sector: int, data: bytes) -> None:
-        self._check()
-        self.dev.write(sector, data)
-
-    def flush(self) -> None:
-        self._check()
-        self.dev.flush()
 
 
 def drive(root: Path, drive_id: int, node: int, role: Role, create: bool) -> DriveSpec:
