@@ -22,7 +22,7 @@ from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.header import EncryptionMode
 from sealbox.storage.keysource import KeySource
 from sealbox.storage.slice_ops import Role
-from sealbox.storage.volume_errors import MetadataUnavailable, NotEnoughSpace
+from sealbox.storage.volume_errors import MetadataUnavailable
 from sealbox.store.base import ConfigStore, Doc
 
 COLL = "storage"
@@ -169,5 +169,3 @@ def _enough(specs: Sequence[DriveSpec], nodes: int) -> bool:
     block_nodes = {s.node_id for s in specs if s.role is Role.BLOCK}
     return len(slice_nodes) >= nodes and len(block_nodes) >= nodes
 
-
-__all__ = ["NotEnoughSpace", "StorageService", "StorageUnavailable"]
