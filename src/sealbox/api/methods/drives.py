@@ -6,6 +6,7 @@ may arrive as numeric strings (sfcli sends ``["1","2"]``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sealbox.api.params import ID, INT_MAX, P, to_int
@@ -14,6 +15,7 @@ from sealbox.cluster.drives import NewDrive, shown_status
 from sealbox.cluster.formation import require_cluster
 from sealbox.cluster.topology import drive_info
 from sealbox.errors import InvalidParameter
+from sealbox.store.base import Txn
 
 _DRIVE_ID = ID("driveID")
 
@@ -28,6 +30,16 @@ def _new_drive(name: str, raw: Any) -> NewDrive:
     if kind is not None and not isinstance(kind, str):
         raise InvalidParameter(f"Invalid parameter '{name}.type': expected a string.")
     return NewDrive(to_int(_DRIVE_ID, raw["driveID"], f"{name}.driveID"), kind)
+
+
+def _start(ctx: CallContext, claim: Callable[[Txn, Any], int], drives: Any) -> Result:
+    """Claim the drives and record the job in one transaction, then run the job."""
+    c = ctx.cluster
+    with c.store.write() as txn:
+        require_cluster(txn)
+        handle = claim(txn, drives)
+    c.jobs.launch(handle)
+    return {"asyncHandle": handle}
 
 
 @method("ListDrives", category="drives", bootstrap=True)
@@ -46,12 +58,7 @@ def list_drives(ctx: CallContext, params: Params) -> Result:
     category="drives", mutates=True,
 )
 def add_drives(ctx: CallContext, params: Params) -> Result:
-    c = ctx.cluster
-    with c.store.write() as txn:
-        require_cluster(txn)
-        handle = c.drives.claim_for_add(txn, params["drives"])
-    c.jobs.launch(handle)
-    return {"asyncHandle": handle}
+    return _start(ctx, ctx.cluster.drives.claim_for_add, params["drives"])
 
 
 _DRIVE_IDS = P("drives", "int", required=True, array=True, minimum=1, maximum=INT_MAX,
@@ -60,19 +67,9 @@ _DRIVE_IDS = P("drives", "int", required=True, array=True, minimum=1, maximum=IN
 
 @method("RemoveDrives", _DRIVE_IDS, category="drives", mutates=True)
 def remove_drives(ctx: CallContext, params: Params) -> Result:
-    c = ctx.cluster
-    with c.store.write() as txn:
-        require_cluster(txn)
-        handle = c.drives.claim_for_remove(txn, params["drives"])
-    c.jobs.launch(handle)
-    return {"asyncHandle": handle}
+    return _start(ctx, ctx.cluster.drives.claim_for_remove, params["drives"])
 
 
 @method("SecureEraseDrives", _DRIVE_IDS, category="drives", mutates=True)
 def secure_erase_drives(ctx: CallContext, params: Params) -> Result:
-    c = ctx.cluster
-    with c.store.write() as txn:
-        require_cluster(txn)
-        handle = c.drives.claim_for_erase(txn, params["drives"])
-    c.jobs.launch(handle)
-    return {"asyncHandle": handle}
+    return _start(ctx, ctx.cluster.drives.claim_for_erase, params["drives"])
