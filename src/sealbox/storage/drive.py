@@ -44,6 +44,7 @@ from sealbox.storage.drive_errors import (
     DriveTruncated,
 )
 from sealbox.storage.drive_keys import retire, stage, unlock_order
+from sealbox.storage.drive_media import DriveMedia, FileMedia
 from sealbox.storage.header import (
     DATA_OFFSET_SECTORS,
     HEADER_COPIES,
@@ -97,9 +98,9 @@ def _zero_sectors(buf: bytearray, count: int) -> list[int]:
 class Drive:
     """An open drive. Create with :meth:`create`, open with :meth:`open`; close when done."""
 
-    def __init__(self, path: str, fd: int, header: DriveHeader) -> None:
+    def __init__(self, path: str, media: DriveMedia, header: DriveHeader) -> None:
         self._path = path
-        self._fd = fd
+        self._media = media
         self._header = header
         self._meta = threading.Lock()
         self._dek: Secret | None = None
@@ -117,31 +118,41 @@ class Drive:
         :meth:`enable_software_encryption`. Raises :class:`DriveError`."""
         name = os.fspath(path)
         is_device = Path(name).is_block_device()
-        fd = drive_io.open_drive(name, create=not is_device)
+        media = FileMedia(drive_io.open_drive(name, create=not is_device))
         try:
-            total = cls._format_size(fd, size, is_device)
-            header = DriveHeader(
-                drive_uuid or uuid.uuid4(),
-                0,
-                DATA_OFFSET_SECTORS,
-                total // SECTOR_SIZE - DATA_OFFSET_SECTORS,
-                EncryptionMode.NONE,
-            )
-            drive = cls(name, fd, header)
-            for _ in range(HEADER_COPIES):  # both copies, so neither holds stale bytes
-                drive._commit(header)
+            cls._format_size(media, size, is_device)
+            drive = cls.create_on(media, name, drive_uuid=drive_uuid)
             if not is_device:
                 drive_io.sync_directory(os.path.dirname(os.path.abspath(name)))
         except BaseException:
-            os.close(fd)
+            media.close()
             if not is_device:
                 os.unlink(name)  # no half-formatted drive file is left behind
             raise
         return drive
 
+    @classmethod
+    def create_on(cls, media: DriveMedia, name: str, *,
+                  drive_uuid: uuid.UUID | None = None) -> Drive:
+        """Format a drive over all of ``media`` (a self-encrypting drive's user area)."""
+        total = media.size()
+        if total <= DATA_OFFSET_SECTORS * SECTOR_SIZE:
+            raise DriveError("a drive size must be a multiple of 4096 above 32 KiB")
+        header = DriveHeader(
+            drive_uuid or uuid.uuid4(),
+            0,
+            DATA_OFFSET_SECTORS,
+            total // SECTOR_SIZE - DATA_OFFSET_SECTORS,
+            EncryptionMode.NONE,
+        )
+        drive = cls(name, media, header)
+        for _ in range(HEADER_COPIES):  # both copies, so neither holds stale bytes
+            drive._commit(header)
+        return drive
+
     @staticmethod
-    def _format_size(fd: int, size: int | None, is_device: bool) -> int:
-        available = drive_io.device_size(fd)
+    def _format_size(media: FileMedia, size: int | None, is_device: bool) -> int:
+        available = media.size()
         wanted = available if size is None else size
         if size is None and not is_device:
             raise DriveError("a drive file needs a size")
@@ -150,7 +161,7 @@ class Drive:
         if is_device and wanted > available:
             raise DriveError("the drive size exceeds the block device")
         if not is_device:
-            drive_io.resize(fd, wanted)
+            media.resize(wanted)
         return wanted
 
     @classmethod
@@ -158,31 +169,31 @@ class Drive:
         """Open a formatted drive (locked, if encrypted). Raises :class:`DriveHeaderCorrupt`,
         :class:`DriveFormatUnsupported`, :class:`DriveTruncated` or :class:`DriveIOError`."""
         name = os.fspath(path)
-        fd = drive_io.open_drive(name, create=False)
+        media = FileMedia(drive_io.open_drive(name, create=False))
         try:
-            if drive_io.device_size(fd) < HEADER_COPIES * SECTOR_SIZE:
-                raise DriveTruncated(f"{name} is too small to be a sealbox drive")
-            copies = bytearray(HEADER_COPIES * SECTOR_SIZE)
-            drive_io.read_exact(fd, copies, 0)
-            header = choose_current(
-                [
-                    bytes(copies[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE])
-                    for i in range(HEADER_COPIES)
-                ]
-            )
-            end = (header.data_offset + header.sector_count) * SECTOR_SIZE
-            if drive_io.device_size(fd) < end:
-                raise DriveTruncated(f"{name} is smaller than its data area")
+            return cls.open_on(media, name)
         except BaseException:
-            os.close(fd)
+            media.close()
             raise
-        return cls(name, fd, header)
+
+    @classmethod
+    def open_on(cls, media: DriveMedia, name: str) -> Drive:
+        """Open the drive formatted on ``media``; the caller closes ``media`` on error."""
+        size = media.size()
+        if size < HEADER_COPIES * SECTOR_SIZE:
+            raise DriveTruncated(f"{name} is too small to be a sealbox drive")
+        copies = bytearray(HEADER_COPIES * SECTOR_SIZE)
+        media.read_into(memoryview(copies), 0)
+        header = choose_current(
+            [bytes(copies[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE]) for i in range(HEADER_COPIES)]
+        )
+        if size < (header.data_offset + header.sector_count) * SECTOR_SIZE:
+            raise DriveTruncated(f"{name} is smaller than its data area")
+        return cls(name, media, header)
 
     def close(self) -> None:
         self.lock()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._media.close()
 
     def __enter__(self) -> Drive:
         return self
@@ -203,6 +214,10 @@ class Drive:
     @property
     def uuid(self) -> uuid.UUID:
         return self._header.drive_uuid
+
+    @property
+    def media(self) -> DriveMedia:
+        return self._media
 
     @property
     def header(self) -> DriveHeader:
@@ -226,8 +241,8 @@ class Drive:
         """Write ``header`` as the next sequence into the copy not holding the current one,
         then fsync: a torn write damages only that copy and the current one stays intact."""
         new = replace(header, sequence=self._header.sequence + 1)
-        drive_io.write_all(self._fd, pack_header(new), copy_index(new.sequence) * SECTOR_SIZE)
-        drive_io.sync_all(self._fd)
+        self._media.write_all(pack_header(new), copy_index(new.sequence) * SECTOR_SIZE)
+        self._media.sync_all()
         self._header = new
 
     def _commit_both(self, header: DriveHeader) -> None:
@@ -341,12 +356,12 @@ class Drive:
         cipher = self._check(sector, count)
         offset = self._data_start + sector * SECTOR_SIZE
         if cipher is None:
-            return drive_io.read_at(self._fd, count * SECTOR_SIZE, offset)
+            return self._media.read_at(count * SECTOR_SIZE, offset)
         # Ciphertext into this thread's buffer, decrypted in place, then one copy out: the
         # same single allocation per read as the plain path.
         buf = _staging() if count <= _STAGE_SECTORS else bytearray(count * SECTOR_SIZE)
         view = memoryview(buf)[: count * SECTOR_SIZE]
-        drive_io.read_into(self._fd, view, offset)
+        self._media.read_into(view, offset)
         unwritten = _zero_sectors(buf, count)
         if len(unwritten) < count:
             cipher.decrypt_into(sector, view, view)
@@ -361,7 +376,7 @@ class Drive:
         cipher = self._check(sector, size // SECTOR_SIZE)
         offset = self._data_start + sector * SECTOR_SIZE
         if cipher is None:
-            drive_io.write_all(self._fd, data, offset)
+            self._media.write_all(data, offset)
             return
         stage, step = memoryview(_staging()), _STAGE_SECTORS * SECTOR_SIZE
         # Up to a chunk at a time through the staging buffer (memory stays bounded whatever
@@ -370,10 +385,10 @@ class Drive:
             piece = data if size <= step else data[start : start + step]
             out = stage[: len(piece)]
             cipher.encrypt_into(sector + start // SECTOR_SIZE, piece, out)
-            drive_io.write_all(self._fd, out, offset + start)
+            self._media.write_all(out, offset + start)
 
     def flush(self) -> None:
-        drive_io.sync_data(self._fd)
+        self._media.sync_data()
 
 
 def _new_dek() -> Secret:

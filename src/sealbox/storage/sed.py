@@ -34,7 +34,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from sealbox.errors import SealboxError
 from sealbox.secrets import Secret
@@ -73,6 +73,16 @@ DEFAULT_MAX_ATTEMPTS = 5
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _ZERO_SECTOR = bytes(SECTOR_SIZE)
+_STAGE_BYTES = 256 * SECTOR_SIZE
+_stage = threading.local()
+
+
+def _staging() -> memoryview:
+    """This thread's reusable ciphertext buffer (each use ends before the call returns)."""
+    buf: memoryview | None = getattr(_stage, "buf", None)
+    if buf is None:
+        buf = _stage.buf = memoryview(bytearray(_STAGE_BYTES))
+    return buf
 
 
 class SelfEncryptingDrive:
@@ -186,6 +196,11 @@ class SelfEncryptingDrive:
             if self._meta.locking is Locking.ON:
                 self._forget()
 
+    def power_off(self) -> None:
+        """Forget the MEK whatever the locking state (the object serves no more I/O)."""
+        with self._lock:
+            self._forget()
+
     def enable_locking(self, ak: Secret) -> None:
         """Wrap the MEK under ``ak`` instead of the MSID (both copies). The drive stays
         unlocked until the next power cycle. Raises :class:`SedStateError` if locking is
@@ -285,23 +300,44 @@ class SelfEncryptingDrive:
     def read(self, sector: int, count: int) -> bytes:
         """Decrypted sectors. A media sector that is all zeros (never written since the
         media was made) reads as zeros, as a fresh disk would; see ``docs/sed.md``."""
-        cipher = self._check(sector, count)
-        first = self._meta.data_offset + sector
-        buf = bytearray(_io(self._media.read, first, count))
-        view = memoryview(buf)
-        unwritten = [i for i in range(count)
-                     if view[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] == _ZERO_SECTOR]
-        cipher.decrypt_into(first, view, view)
-        for index in unwritten:
-            view[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE] = _ZERO_SECTOR
+        buf = bytearray(count * SECTOR_SIZE)
+        self.read_into(sector, memoryview(buf))
         return bytes(buf)
 
-    def write(self, sector: int, data: bytes) -> None:
-        if len(data) % SECTOR_SIZE:
-            raise SedError("writes must be whole 4096-byte sectors")
-        cipher = self._check(sector, len(data) // SECTOR_SIZE)
+    def read_into(self, sector: int, view: memoryview) -> None:
+        """:meth:`read` into the writable ``view`` (whole sectors): the media fills it and
+        it is decrypted in place, so a stacked drive copies nothing."""
+        if len(view) % SECTOR_SIZE:
+            raise SedError("reads must be whole 4096-byte sectors")
+        count = len(view) // SECTOR_SIZE
+        cipher = self._check(sector, count)
         first = self._meta.data_offset + sector
-        _io(self._media.write, first, cipher.encrypt(first, data))
+        read_into = getattr(self._media, "read_into", None)
+        if read_into is not None:
+            _io(read_into, first, view)
+        else:
+            view[:] = _io(self._media.read, first, count)
+        unwritten = [i for i in range(count)
+                     if view[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] == _ZERO_SECTOR]
+        if len(unwritten) < count:
+            cipher.decrypt_into(first, view, view)
+            for index in unwritten:
+                view[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE] = _ZERO_SECTOR
+
+    def write(self, sector: int, data: bytes | bytearray | memoryview) -> None:
+        size = len(data)
+        if size % SECTOR_SIZE:
+            raise SedError("writes must be whole 4096-byte sectors")
+        cipher = self._check(sector, size // SECTOR_SIZE)
+        first = self._meta.data_offset + sector
+        # Ciphertext through this thread's buffer, a chunk at a time: no allocation per write.
+        stage = _staging()
+        for start in range(0, size, len(stage)):
+            piece = memoryview(data)[start : start + len(stage)]
+            out = stage[: len(piece)]
+            cipher.encrypt_into(first + start // SECTOR_SIZE, piece, out)
+            # Every media here writes any buffer (pwrite); BlockDevice names ``bytes``.
+            _io(self._media.write, first + start // SECTOR_SIZE, cast(bytes, out))
 
     def flush(self) -> None:
         if self._cipher is None:
