@@ -87,13 +87,16 @@ def snapshot(sealbox: SealboxProcess) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def quiet_snapshot(sealbox: SealboxProcess) -> dict[str, list[tuple[Any, ...]]]:
-    """The configuration once no async job is running: a job started by an earlier valid call
-    writes its progress as it runs, which is not the error's doing."""
+    """The configuration once no async job is running and encryption at rest is not
+    switching: work started by an earlier valid call writes as it runs, which is not the
+    error's doing."""
 
     def settled() -> dict[str, list[tuple[Any, ...]]] | None:
         snap = snapshot(sealbox)
         for coll, _id, body in snap["docs"]:
             if coll == "asyncresults" and json.loads(body).get("status") == "running":
+                return None
+            if coll == "ear" and json.loads(body)["state"] in ("enabling", "disabling"):
                 return None
         return snap
 

@@ -42,11 +42,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealboxProcess
 
 def _plain_sectors(cluster: SealboxProcess, path: Path, count: int) -> dict[int, bytes]:
     """Non-zero data-area sectors of a drive file, decrypted with the cluster's master key."""
-    from sealbox.storage.drive import Drive
+    from sealbox.storage.disk import Disk
     from sealbox.storage.keysource import InternalKeyStore
 
     out = {}
-    with Drive.open(path) as d:
+    with Disk.open(path) as disk:
+        d = disk.drive()
         d.unlock(InternalKeyStore(cluster.data_dir / "keys" / "master"))
         for sector in range(0, d.sector_count, 61):
             raw = d.read(sector, 1)

@@ -12,6 +12,9 @@ from sealbox.errors import SealboxError
 PINNED = {
     "sealbox.api.dispatch.PermissionDenied": "xPermissionDenied",
     "sealbox.api.dispatch.RequestError": "xInvalidRequest",
+    "sealbox.cluster.authkeys.AkInvalid": "xAuthenticationKeyInvalid",
+    "sealbox.cluster.authkeys.AkUnavailable": "xAuthenticationKeyUnavailable",
+    "sealbox.cluster.ear.EarNotReady": "xDriveSecurityNotReady",
     "sealbox.cluster.keytests.KeyProviderTestFailed": "xKmipKeyProviderTestFailed",
     "sealbox.cluster.rekey.RekeyInterrupted": "xRekeyInterrupted",
     "sealbox.cluster.storage.StorageUnavailable": "xVolumesUnavailable",

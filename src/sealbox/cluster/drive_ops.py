@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sealbox.cluster.drives import Progress, engine_id
@@ -15,8 +16,8 @@ from sealbox.cluster.sear import SearService
 from sealbox.cluster.storage import StorageService
 from sealbox.cluster.topology import DriveRole
 from sealbox.errors import SealboxError
-from sealbox.storage import volume_repair
-from sealbox.storage.drive import Drive
+from sealbox.storage import disk, volume_repair
+from sealbox.storage.disk import Disk
 from sealbox.storage.header import EncryptionMode
 from sealbox.storage.volume_errors import NotEnoughSpace
 from sealbox.storage.volume_repair import RepairReport
@@ -30,6 +31,8 @@ class DriveOps:
         self._store = store
         self._storage = storage
         self._sear = sear
+        # Destroys a drive's authentication key after an erase (EarService.forget_key).
+        self.forget_key: Callable[[Doc], None] | None = None
 
     # --- health -----------------------------------------------------------------------------
     def problem(self, doc: Doc, engine_failed: set[int]) -> str | None:
@@ -45,8 +48,7 @@ class DriveOps:
         if not os.path.exists(path):
             return f"the drive file {path} is missing"
         try:
-            with Drive.open(path) as probe:
-                found = probe.uuid
+            found = disk.probe(path)
         except SealboxError as e:
             return f"the drive header is unreadable: {e.message}"
         except OSError as e:
@@ -103,21 +105,29 @@ class DriveOps:
 
     # --- erasing ------------------------------------------------------------------------------
     def erase(self, doc: Doc) -> None:
-        """Crypto-erase: destroy the drive's wrapped key in both header copies and start over
-        with a new one. A drive whose header no longer reads (or, without encryption at rest,
-        any drive) is formatted again instead: its file is replaced by a new, empty one."""
+        """Secure erase. A self-encrypting drive replaces its media key (no authentication key
+        needed: a drive whose key is lost can be erased too) and gets a new, empty drive
+        format; its authentication key is then destroyed (on the key server, for external
+        keys). A plain drive with software encryption is crypto-erased (a new data key in both
+        header copies); a drive that no longer opens, or a plain unencrypted one, is
+        formatted again as a new self-encrypting drive file."""
         with self._store.read() as txn:
             mk_id = self._sear.current_key_id(txn)
+        erased = False
         try:
-            drive = Drive.open(doc["path"])
-        except SealboxError:
+            with Disk.open(doc["path"]) as media:
+                if media.sed is not None:
+                    media.secure_erase()
+                    erased = True
+                elif media.drive().encryption is EncryptionMode.SOFTWARE and mk_id is not None:
+                    media.drive().crypto_erase(mk_id, self._storage.keys.get(mk_id))
+                    erased = True
+        except SealboxError as e:
+            log.info("drive %d does not open (%s): formatting it anew", doc["driveID"], e.message)
+        if not erased:
             self._reformat(doc)
-            return
-        with drive:
-            if drive.encryption is EncryptionMode.SOFTWARE and mk_id is not None:
-                drive.crypto_erase(mk_id, self._storage.keys.get(mk_id))
-                return
-        self._reformat(doc)
+        if self.forget_key is not None:
+            self.forget_key(doc)
 
     def prepare_reuse(self, doc: Doc) -> None:
         """Before a drive that served before is added again: erase it (nothing old is kept)."""
@@ -125,9 +135,11 @@ class DriveOps:
             self.erase(doc)
         else:
             self._reformat(doc)
+            if self.forget_key is not None:
+                self.forget_key(doc)
 
     @staticmethod
     def _reformat(doc: Doc) -> None:
         path = Path(doc["path"])
         path.unlink(missing_ok=True)
-        Drive.create(path, int(doc["capacity"])).close()
+        Disk.create(path, int(doc["capacity"])).close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 from sealbox.cluster import formation, topology
 from sealbox.cluster.admins import AdminService
 from sealbox.cluster.audit import AuditLog
+from sealbox.cluster.authkeys import AuthKeys
 from sealbox.cluster.certmonitor import CertificateMonitor
 from sealbox.cluster.drives import DriveService
+from sealbox.cluster.ear import EarService
 from sealbox.cluster.faults import FaultService
 from sealbox.cluster.jobs import JobService
 from sealbox.cluster.keycheck import KeyStateCheck
@@ -59,7 +62,9 @@ class Cluster:
         self.certificates = CertificateMonitor(store, self.faults)
         self.sear = SearService(store, settings.data_dir / "keys" / "master")
         self.keys = MasterKeys(store, self.sear.internal, self.keyservers, self.audit)
-        self.storage = StorageService(store, self.sear, self.keys)
+        self.aks = AuthKeys(store, settings.data_dir / "keys" / "ak", self.keyservers,
+                            self.audit)
+        self.storage = StorageService(store, self.sear, self.keys, self.aks)
         self.volumes = VolumeService(store, self.storage)
         self.unlocker = Unlocker(store, self.sear, self.keys, self.storage, self.volumes,
                                  self.faults, settings.unlock_retry_max)
@@ -70,6 +75,11 @@ class Cluster:
         self.keycheck = KeyStateCheck(store, self.sear, self.keys, self.faults, self.storage)
         self.key_monitor = Monitor(settings.key_check_interval, [self.keycheck.check])
         self.drives.activators.append(self.storage.activate)
+        self.ear = EarService(store, self.storage, self.aks, self.keyservers, self.faults,
+                              settings.unlock_retry_max,
+                              float(os.environ.get("SEALBOX_TEST_EAR_STEP_DELAY", "0")))
+        self.drives.activators.append(self.ear.drive_activated)
+        self.unlocker.after_unlock.append(self.ear.kick)
         self._wire_drive_health()
         self.monitor = Monitor(
             settings.monitor_interval, [self.certificates.check, self.volumes.purge_due]
@@ -77,19 +87,19 @@ class Cluster:
         self.monitor.add(self.drive_health.check)
 
     def _wire_drive_health(self) -> None:
-        import os
-
         from sealbox.cluster.drive_health import DriveHealth
         from sealbox.cluster.drive_ops import DriveOps
         from sealbox.cluster.resync import ResyncService
 
         ops = DriveOps(self.store, self.storage, self.sear)
+        ops.forget_key = self.ear.forget_key
         self.drives.actions = ops
         delay = float(os.environ.get("SEALBOX_TEST_RESYNC_STEP_DELAY", "0"))  # tests only
         self.resync = ResyncService(self.store, self.jobs, self.storage, ops, delay)
         self.drives.after_add.append(self.resync.retry_unfinished)
         self.drive_health = DriveHealth(self.store, self.faults, self.jobs, self.drives,
                                         self.storage, ops, self.resync)
+        self.unlocker.fail_drive = self.drive_health.fail
 
     @classmethod
     def open(cls, settings: Settings) -> Cluster:
@@ -130,6 +140,7 @@ class Cluster:
     def start(self) -> None:
         self.trust.remove_stray_keys()
         self.unlocker.start()
+        self.ear.start()
         self.jobs.resume_all()
         self.key_monitor.start_later()
         self.drives.refresh_available_fault()
@@ -141,6 +152,7 @@ class Cluster:
         self.key_monitor.stop()
         self.rekey.closing.set()
         self.unlocker.stop()
+        self.ear.stop()
         self.jobs.shutdown()
         self.storage.close()
         self.store.close()

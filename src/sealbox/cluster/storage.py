@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from sealbox.cluster.authkeys import AkInvalid, AkUnavailable, AuthKeys
 from sealbox.cluster.drives import engine_id
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.topology import DRIVES, DriveRole, DriveStatus
 from sealbox.errors import SealboxError
+from sealbox.storage.disk import Disk, sed_of
 from sealbox.storage.drive import Drive
 from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.header import EncryptionMode
 from sealbox.storage.keysource import KeySource
+from sealbox.storage.sed import SelfEncryptingDrive
 from sealbox.storage.slice_ops import Role
 from sealbox.storage.volume_errors import MetadataUnavailable
 from sealbox.store.base import ConfigStore, Doc
@@ -30,10 +34,13 @@ log = logging.getLogger("sealbox.storage")
 
 
 class StorageService:
-    def __init__(self, store: ConfigStore, sear: SearService, keys: KeySource) -> None:
+    def __init__(self, store: ConfigStore, sear: SearService, keys: KeySource,
+                 aks: AuthKeys) -> None:
         self._store = store
         self._sear = sear
         self.keys = keys
+        self._aks = aks
+        self._powered: dict[int, Disk] = {}  # powered on, still locked (keys unavailable)
         self._lock = threading.RLock()
         self._drives: dict[int, tuple[Doc, Drive]] = {}
         self._retired: list[Drive] = []  # failed or removed; closed at close (I/O may linger)
@@ -41,10 +48,24 @@ class StorageService:
         self.unavailable_reason = "the cluster has not been created yet"
 
     # --- drives ---------------------------------------------------------------------------
-    def _open(self, doc: Doc) -> Drive:
-        """Open a drive and make its data readable: encrypt it on first use, else unlock."""
-        drive = Drive.open(doc["path"])
+    def _power_on(self, doc: Doc) -> Disk:
+        """Open a drive file: a self-encrypting drive with locking enabled comes up locked."""
+        disk = self._powered.pop(doc["driveID"], None)
+        return disk if disk is not None else Disk.open(doc["path"])
+
+    def _open(self, doc: Doc, disk: Disk | None = None) -> Drive:
+        """The drive inside an unlocked disk, its data readable: encrypted with the master
+        key on first use, else unlocked with it. A locked disk is unlocked first with its
+        authentication key, fetched once (AddDrives of a drive that still holds one)."""
+        disk = disk if disk is not None else self._power_on(doc)
         try:
+            if disk.locked:
+                rec = doc.get("ak")
+                if rec is None:
+                    raise AkInvalid(f"drive {doc['driveID']} is locked and the cluster holds "
+                                    "no authentication key for it")
+                disk.unlock(self._aks.fetch(rec))
+            drive = disk.drive()
             with self._store.read() as txn:
                 mk_id = self._sear.current_key_id(txn)
             if drive.encryption is EncryptionMode.SOFTWARE:
@@ -52,7 +73,7 @@ class StorageService:
             elif mk_id is not None:
                 drive.enable_software_encryption(mk_id, self.keys.get(mk_id))
         except BaseException:
-            drive.close()
+            disk.close()
             raise
         return drive
 
@@ -88,25 +109,73 @@ class StorageService:
                 self._retired.append(entry[1])
 
     # --- the engine -----------------------------------------------------------------------
-    def start(self) -> None:
-        """Open and unlock every active drive, then the engine; on failure the engine stays
-        closed and :attr:`unavailable_reason` says why (safe to call again to retry)."""
+    def start(self) -> StartOutcome:
+        """Power on every active drive, unlock the self-encrypting ones with their
+        authentication keys (all fetched at once, each tried once: a drive locks itself out
+        after a few wrong keys), open them, then the engine. Drives whose key is invalid are
+        left out and reported, for the caller to fail; if keys could not be fetched, the
+        drives stay powered on and locked and :attr:`unavailable_reason` says why (call again
+        to retry)."""
+        outcome = StartOutcome()
         with self._store.read() as txn:
             created = txn.get("cluster", 0) is not None
             active = [d for _, d in txn.list(DRIVES) if d["status"] == DriveStatus.ACTIVE
                       and not d.get("pendingAdd")]
         if not created:
-            return
+            return outcome
         with self._lock:
+            todo = [d for d in active if d["driveID"] not in self._drives]
             try:
-                for doc in active:
-                    if doc["driveID"] not in self._drives:
-                        self._drives[doc["driveID"]] = (doc, self._open(doc))
+                for doc in todo:
+                    if doc["driveID"] not in self._powered:
+                        self._powered[doc["driveID"]] = Disk.open(doc["path"])
+                self._unlock_powered(todo, outcome)
+                if outcome.unavailable:
+                    first = next(iter(outcome.unavailable.values()))
+                    self.unavailable_reason = (
+                        f"{len(outcome.unavailable)} self-encrypting drives are locked: their "
+                        f"authentication keys are unavailable ({first.message})")
+                    log.warning("storage unavailable: %s", self.unavailable_reason)
+                    return outcome
+                for doc in todo:
+                    if doc["driveID"] in outcome.invalid:
+                        continue
+                    disk = self._powered.pop(doc["driveID"])
+                    self._drives[doc["driveID"]] = (doc, self._open(doc, disk))
             except SealboxError as e:
                 self.unavailable_reason = f"drives are locked: {e.message}"
                 log.warning("storage unavailable: %s", e.message)
-                return
+                outcome.error = e
+                return outcome
             self._try_open_engine()
+        return outcome
+
+    def _unlock_powered(self, todo: list[Doc], outcome: StartOutcome) -> None:
+        locked = {d["driveID"]: d for d in todo if self._powered[d["driveID"]].locked}
+        records = {i: d["ak"] for i, d in locked.items() if d.get("ak") is not None}
+        for drive_id in locked.keys() - records.keys():
+            outcome.invalid[drive_id] = AkInvalid(
+                f"drive {drive_id} is locked and the cluster holds no authentication key for it")
+        if not records:
+            return
+        fetched = self._aks.fetch_all(records)
+        outcome.unavailable.update(fetched.unavailable)
+        outcome.invalid.update(fetched.invalid)
+        for drive_id, ak in fetched.keys.items():
+            try:
+                self._powered[drive_id].unlock(ak)  # once: never guess
+            except SealboxError as e:
+                outcome.invalid[drive_id] = AkInvalid(
+                    f"drive {drive_id} refused its authentication key ({e.message})")
+        for drive_id in outcome.invalid:
+            disk = self._powered.pop(drive_id, None)
+            if disk is not None:
+                disk.close()
+
+    def sed(self, drive_id: int) -> SelfEncryptingDrive | None:
+        """The self-encrypting drive under ``drive_id``, if it is in service."""
+        entry = self._drives.get(drive_id)
+        return None if entry is None else sed_of(entry[1])
 
     def _try_open_engine(self) -> None:
         specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
@@ -155,9 +224,21 @@ class StorageService:
             for _, drive in self._drives.values():
                 drive.close()
             self._drives.clear()
+            for disk in self._powered.values():
+                disk.close()
+            self._powered.clear()
             for retired in self._retired:
                 retired.close()
             self._retired.clear()
+
+
+@dataclass
+class StartOutcome:
+    """What :meth:`StorageService.start` could not do, by drive."""
+
+    invalid: dict[int, SealboxError] = field(default_factory=dict)
+    unavailable: dict[int, AkUnavailable] = field(default_factory=dict)
+    error: SealboxError | None = None
 
 
 class StorageUnavailable(SealboxError):

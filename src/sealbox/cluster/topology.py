@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from sealbox.storage.drive import Drive
+from sealbox.storage.disk import Disk
 from sealbox.store.base import ConfigStore, Doc, Txn
 
 NODES = "nodes"
@@ -67,10 +67,11 @@ def provision(txn: Txn, data_dir: Path, layout: Layout) -> None:
 def add_drive(
     txn: Txn, node_id: int, slot: int, role: DriveRole, path: Path, size: int
 ) -> int:
-    """Record a drive as ``available``, formatting its file (sparse) if it does not exist."""
+    """Record a drive as ``available``, formatting its file (sparse) if it does not exist:
+    an emulated self-encrypting drive, locking off, with a sealbox drive on it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
-        Drive.create(path, size).close()
+        Disk.create(path, size).close()
     drive_id = txn.next_id(DRIVES)
     txn.put(DRIVES, drive_id, {
         "driveID": drive_id, "nodeID": node_id, "slot": slot, "role": str(role),

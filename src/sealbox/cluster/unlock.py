@@ -1,7 +1,10 @@
 """Boot unlock: get the master key, unlock the drives, open the volumes — or say why not.
 
 With an external master key the cluster must fetch it from the key provider (each server of
-the provider, each hostname of a server, with bounded timeouts) before any drive can be read.
+the provider, each hostname of a server, with bounded timeouts) before any drive can be read;
+with hardware encryption at rest, every locked self-encrypting drive needs its authentication
+key too (fetched all at once; a drive whose key the key server no longer has is failed, never
+guessed at, and its data re-protected from the other copies).
 If it cannot, ``kmipServerFault`` (error) names the provider, its servers and the reason, the
 drives stay locked, NBD refuses to serve volumes, and the API keeps answering so the admin can
 fix the key server configuration. Attempts repeat with capped exponential backoff, and the
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+from sealbox.cluster.authkeys import AkUnavailable
 from sealbox.cluster.faults import Fault, FaultService, FaultType, Severity
 from sealbox.cluster.keyservers import PROVIDERS, SERVERS
 from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.sear import EXTERNAL, SearService
 from sealbox.cluster.storage import StorageService
+from sealbox.cluster.topology import DRIVES
 from sealbox.cluster.volumes import VolumeService
 from sealbox.errors import SealboxError
 from sealbox.store.base import ConfigStore, Doc
@@ -37,6 +43,9 @@ class Unlocker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.unlocked = threading.Event()
+        # Fails a drive whose authentication key is missing or wrong (DriveHealth.fail).
+        self.fail_drive: Callable[[Doc, str], None] | None = None
+        self.after_unlock: list[Callable[[], None]] = []
 
     def start(self) -> None:
         if self.attempt():
@@ -69,14 +78,56 @@ class Unlocker:
             except SealboxError as e:
                 self._locked(current, e)
                 return False
-        self._storage.start()
+        outcome = self._storage.start()
+        if outcome.unavailable:
+            self._aks_unavailable(outcome.unavailable)
+            return False
+        for drive_id, error in outcome.invalid.items():
+            self._key_invalid(drive_id, error)
         if self._storage.engine is None:
             return False
         self._volumes.reconcile()
         self._faults.resolve(CODE, SUBJECT)
         self.unlocked.set()
+        for hook in self.after_unlock:
+            hook()
         log.info("drives unlocked; volumes are served")
         return True
+
+    def _key_invalid(self, drive_id: int, error: SealboxError) -> None:
+        """Not guessed at: the drive is failed, and its data re-protected from the copies."""
+        with self._store.read() as txn:
+            doc = txn.get(DRIVES, drive_id)
+        log.error("drive %d failed: %s", drive_id, error.message)
+        if doc is not None and self.fail_drive is not None:
+            self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
+
+    def _aks_unavailable(self, unavailable: dict[int, AkUnavailable]) -> None:
+        with self._store.read() as txn:
+            docs = {i: txn.get(DRIVES, i) or {} for i in unavailable}
+            providers = sorted({d["ak"]["providerID"] for d in docs.values()
+                                if d.get("ak") and d["ak"]["providerID"] is not None})
+            servers = []
+            for provider_id in providers:
+                provider = txn.get(PROVIDERS, provider_id) or {"keyServerIDs": []}
+                servers += [txn.get(SERVERS, i) for i in provider["keyServerIDs"]]
+        names = ", ".join(
+            f"{s['keyServerID']} ({s['name']}: {','.join(s['hostnames'])}:{s['port']})"
+            for s in servers if s is not None) or "none"
+        first = next(iter(unavailable.values()))
+        details = (
+            f"Cannot unlock {len(unavailable)} self-encrypting drives "
+            f"({', '.join(map(str, sorted(unavailable)))}): their authentication keys could not "
+            f"be fetched from key provider(s) {providers or 'internal'} (key servers {names}): "
+            f"{first.message} The drives stay locked and volumes are not served; the cluster "
+            "retries by itself and unlocks as soon as the keys are available."
+        )
+        self._faults.raise_fault(Fault(
+            CODE, Severity.ERROR, FaultType.CLUSTER, details, subject=SUBJECT,
+            drive_ids=tuple(sorted(unavailable)),
+            data={"keyProviderIDs": providers, "reason": "authenticationKeysUnavailable"},
+        ))
+        log.warning("unlock failed: %s", first.message)
 
     def _locked(self, key: Doc, error: SealboxError) -> None:
         provider_id = key["keyProviderID"]
