@@ -447,3 +447,33 @@ def test_both_layers_encrypt_independently(tmp_path: Path, ak: Secret) -> None:
         assert cycled.read(0, 3) == PATTERN * 3
     finally:
         drive.close()
+
+
+# --- data units ---------------------------------------------------------------------------
+def test_a_version_1_drive_keeps_its_4_kib_units_until_erased(
+    media: FileBlockDevice, media_path: Path, ak: Secret
+) -> None:
+    """Drives formatted with 4 KiB data units (format version 1) read and write as before;
+    a secure erase (a new MEK) moves them to 1 MiB units (version 2)."""
+    sed = SelfEncryptingDrive.format(media, large_units=False)
+    assert sed.metadata.xts_unit_sectors == 1
+    sed.write(3, PATTERN * 2)
+    sed.enable_locking(ak)
+    assert raw(media_path)[8:10] == (1).to_bytes(2, "little")
+    again = SelfEncryptingDrive.open(media)
+    again.unlock(ak)
+    assert again.read(3, 2) == PATTERN * 2
+    again.secure_erase()
+    assert again.metadata.xts_unit_sectors == 256
+    again.write(3, PATTERN)
+    assert SelfEncryptingDrive.open(media).read(3, 1) == PATTERN
+
+
+def test_1_mib_units_give_the_same_data_back_at_any_alignment(media: FileBlockDevice) -> None:
+    sed = SelfEncryptingDrive.format(media)
+    assert sed.metadata.xts_unit_sectors == 256
+    data = os.urandom(7 * SECTOR_SIZE)
+    sed.write(5, data)  # media sectors 13-19: inside the first 1 MiB unit, unaligned
+    assert sed.read(5, 7) == data
+    assert sed.read(6, 2) == data[SECTOR_SIZE : 3 * SECTOR_SIZE]
+    assert SelfEncryptingDrive.open(media).read(5, 7) == data

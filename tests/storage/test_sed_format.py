@@ -64,6 +64,16 @@ def test_documented_offsets_hold() -> None:
     assert parse_metadata(raw) == META
 
 
+def test_version_2_is_the_1_mib_data_unit() -> None:
+    v2 = replace(META, xts_unit_sectors=256)
+    raw = pack_metadata(v2)
+    assert raw[8:10] == (2).to_bytes(2, "little")
+    assert raw[10:] == pack_metadata(META)[10:4064] + raw[4064:]  # nothing else differs
+    assert parse_metadata(raw) == v2
+    with pytest.raises(SedMetadataCorrupt):
+        replace(META, xts_unit_sectors=8)
+
+
 def test_every_tampered_byte_is_detected() -> None:
     raw = pack_metadata(META)
     for index in range(SECTOR_SIZE):
@@ -82,7 +92,7 @@ def test_a_truncated_or_padded_copy_is_refused(size: int) -> None:
 
 def test_a_newer_version_is_refused_even_beside_an_intact_older_copy() -> None:
     newer = bytearray(pack_metadata(META))
-    newer[8:10] = (2).to_bytes(2, "little")
+    newer[8:10] = (3).to_bytes(2, "little")
     newer[4064:] = hashlib.sha256(newer[:4064]).digest()
     with pytest.raises(SedFormatUnsupported):
         choose_current([bytes(newer), pack_metadata(replace(META, sequence=4))])

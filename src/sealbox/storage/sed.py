@@ -51,6 +51,7 @@ from sealbox.storage.sed_errors import (
 )
 from sealbox.storage.sed_format import (
     DATA_OFFSET_SECTORS,
+    LARGE_UNIT_SECTORS,
     METADATA_COPIES,
     Locking,
     SedMetadata,
@@ -102,7 +103,8 @@ class SelfEncryptingDrive:
     # --- power: format and open -----------------------------------------------------------
     @classmethod
     def format(cls, media: BlockDevice, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-               media_id: uuid.UUID | None = None) -> SelfEncryptingDrive:
+               media_id: uuid.UUID | None = None, large_units: bool = True
+               ) -> SelfEncryptingDrive:
         """Make ``media`` a new SED: new MEK, locking off, every media sector but the first
         eight for data. Whatever the media held reads as garbage afterwards. Raises
         :class:`SedError` if the media is too small, :class:`SedIOError` on I/O failure."""
@@ -112,7 +114,8 @@ class SelfEncryptingDrive:
         mek = new_mek()
         meta = _wrapped(
             SedMetadata(media_id or uuid.uuid4(), 0, DATA_OFFSET_SECTORS, count, Locking.OFF, 1,
-                        bytes(32), bytes(72), bytes(32)),
+                        bytes(32), bytes(72), bytes(32),
+                        LARGE_UNIT_SECTORS if large_units else 1),
             MSID, mek, Locking.OFF)
         drive = cls(media, meta, max_attempts)
         _io(media.write, 0, bytes(DATA_OFFSET_SECTORS * SECTOR_SIZE))  # no stale metadata
@@ -241,7 +244,9 @@ class SelfEncryptingDrive:
         Interrupted before it returns, the old wrapped MEK may survive in one copy: repeat."""
         with self._lock:
             mek = new_mek()
-            meta = replace(self._meta, mek_generation=self._meta.mek_generation + 1)
+            # A new MEK makes every old sector garbage anyway: move to the 1 MiB data unit.
+            meta = replace(self._meta, mek_generation=self._meta.mek_generation + 1,
+                           xts_unit_sectors=LARGE_UNIT_SECTORS)
             self._commit_both(_wrapped(meta, MSID, mek, Locking.OFF))
             self._install(mek)
             self._failures = 0  # the AK that was being guessed no longer exists
@@ -262,7 +267,8 @@ class SelfEncryptingDrive:
         return unwrap_mek(ak, meta.salt, meta.wrapped_mek)
 
     def _install(self, mek: Secret) -> None:
-        cipher = SectorCipher(mek)
+        cipher = SectorCipher(mek, unit_size=self._meta.xts_unit_sectors * SECTOR_SIZE,
+                              sector_size=SECTOR_SIZE)
         self._forget()
         self._cipher = cipher
 

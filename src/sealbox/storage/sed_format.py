@@ -25,7 +25,11 @@ from sealbox.storage.keywrap import WRAPPED_DEK_SIZE
 from sealbox.storage.sed_errors import SedFormatUnsupported, SedMetadataCorrupt
 
 MAGIC: Final = b"SEALBSED"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+# Sectors per XTS data unit: version 1 encrypts each 4 KiB sector as its own unit, version 2
+# each 1 MiB of the media (256 sectors), about four times faster (docs/sed.md, "Data").
+UNIT_SECTORS_BY_VERSION: Final = {1: 1, 2: 256}
+LARGE_UNIT_SECTORS: Final = 256
 METADATA_COPIES: Final = 2  # media sectors 0 and 1
 DATA_OFFSET_SECTORS: Final = 8  # media sectors 2..7 reserved for later versions
 SALT_SIZE: Final = 32
@@ -58,10 +62,13 @@ class SedMetadata:
     salt: bytes = field(repr=False)  # HKDF salt of the current wrap (new at every rewrap)
     wrapped_mek: bytes = field(repr=False)  # RFC 5649 of the 64-byte MEK under the KEK
     verifier: bytes = field(repr=False)  # HMAC-SHA256 proving knowledge of the AK (or MSID)
+    xts_unit_sectors: int = 1  # 1 in format version 1, 256 in version 2
 
     def __post_init__(self) -> None:
         if self.data_offset < METADATA_COPIES or self.sector_count <= 0 or self.sequence < 0:
             raise SedMetadataCorrupt("the drive metadata has impossible geometry")
+        if self.xts_unit_sectors not in UNIT_SECTORS_BY_VERSION.values():
+            raise SedMetadataCorrupt("the drive metadata has an invalid data unit")
         if not 0 < self.mek_generation < 1 << 64:
             raise SedMetadataCorrupt("the drive metadata has an invalid MEK generation")
         sizes = (len(self.salt), len(self.wrapped_mek), len(self.verifier))
@@ -73,7 +80,7 @@ def pack_metadata(meta: SedMetadata) -> bytes:
     """One copy: exactly one sector, its last 32 bytes the SHA-256 of the rest."""
     body = _FIXED.pack(
         MAGIC,
-        FORMAT_VERSION,
+        next(v for v, u in UNIT_SECTORS_BY_VERSION.items() if u == meta.xts_unit_sectors),
         0,
         SECTOR_SIZE,
         meta.sequence,
@@ -112,7 +119,7 @@ def parse_metadata(raw: bytes) -> SedMetadata:
         raise SedMetadataCorrupt("the drive metadata checksum does not match")
     (_magic, version, reserved, sector_size, sequence, media_id, offset, count, locking,
      generation, salt, wrapped, verifier) = _FIXED.unpack_from(raw)
-    if version != FORMAT_VERSION or reserved or sector_size != SECTOR_SIZE:
+    if version not in UNIT_SECTORS_BY_VERSION or reserved or sector_size != SECTOR_SIZE:
         raise SedMetadataCorrupt("the drive metadata has invalid fixed fields")
     if locking not in {int(v) for v in Locking} or raw[_RESERVED].strip(b"\0"):
         raise SedMetadataCorrupt("the drive metadata has invalid fields")
@@ -120,7 +127,7 @@ def parse_metadata(raw: bytes) -> SedMetadata:
     if raw[57:64].strip(b"\0"):
         raise SedMetadataCorrupt("the drive metadata has invalid fields")
     return SedMetadata(uuid.UUID(bytes=media_id), sequence, offset, count, Locking(locking),
-                       generation, salt, wrapped, verifier)
+                       generation, salt, wrapped, verifier, UNIT_SECTORS_BY_VERSION[version])
 
 
 def choose_current(copies: list[bytes]) -> SedMetadata:
