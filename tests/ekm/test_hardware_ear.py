@@ -95,6 +95,10 @@ def test_enable_with_a_provider_puts_one_active_ak_per_drive_on_the_key_server(
 
     drives = _drives(cluster)
     assert len(drives) == 4
+    per_drive = {d["driveID"]: d for d in raw["drives"]}
+    assert sorted(per_drive) == sorted(d["driveID"] for d in drives)
+    assert all(d["securityEnabled"] and d["keyProviderID"] == setup["pid"]
+               for d in per_drive.values())
     key_ids = set()
     for d in drives:
         assert d["keyProviderID"] == setup["pid"] and d["driveSecurityFaultReason"] == "none"
@@ -189,6 +193,8 @@ def test_disable_destroys_the_aks_and_keeps_the_data(
     assert cluster.rpc("DisableEncryptionAtRest")["result"] == {}
     wait_until(lambda: _state(cluster) == "disabled", 60, "encryption at rest to be disabled")
     assert sf.get_encryption_at_rest_info().state == "disabled"
+    assert not any(d["securityEnabled"] or "keyID" in d
+                   for d in cluster.rpc("GetEncryptionAtRestInfo")["result"]["drives"])
     for key_id in key_ids:
         assert _ak_uid(keyserver, key_id) == []
     for d in _drives(cluster):

@@ -115,5 +115,46 @@ def test_secure_erase_destroys_the_ak_and_add_drives_gives_a_new_one(
     assert read_back(cluster, "ear", tmp_path / "out.img") == data
     cluster.restart()
     assert read_back(cluster, "ear", tmp_path / "out2.img") == data
+
+
+def _security_faults(cluster: SealboxProcess, code: str) -> dict[int, dict[str, Any]]:
+    faults = cluster.rpc("ListClusterFaults", {"faultTypes": "current"})["result"]["faults"]
+    return {f["driveID"]: f for f in faults if f["code"] == code}
+
+
+def test_switching_while_the_key_server_is_down_raises_drive_security_faults(
+        cluster: SealboxProcess, kms: RunningKms, pid: dict[str, Any], tmp_path: Path) -> None:
+    active = [d["driveID"] for d in cluster.rpc("ListDrives")["result"]["drives"]
+              if d["status"] == "active"]
+    kms.stop()
+    try:
+        assert cluster.rpc("DisableEncryptionAtRest")["result"] == {}
+        faults = wait_until(lambda: (f := _security_faults(cluster, "disableDriveSecurityFailed"))
+                            and len(f) == len(active) and f, 60, "disableDriveSecurityFailed")
+        assert sorted(faults) == sorted(active)
+        one = faults[active[0]]
+        assert one["severity"] == "warning" and f"drive {active[0]}" in one["details"]
+        assert _state(cluster) == "disabling"
+        listed = {d["driveID"]: d for d in cluster.rpc("ListDrives")["result"]["drives"]}
+        assert listed[active[0]]["driveSecurityFaultReason"] == "disableDriveSecurityFailed"
+    finally:
+        kms.start()
+    wait_until(lambda: _state(cluster) == "disabled", 60, "disabled once the key server is back")
+    assert not _security_faults(cluster, "disableDriveSecurityFailed")
+
+    kms.stop()
+    try:
+        assert cluster.rpc("EnableEncryptionAtRest", {"keyProviderID": pid["pid"]})["result"] \
+            == {}
+        faults = wait_until(lambda: _security_faults(cluster, "enableDriveSecurityFailed"), 60,
+                            "enableDriveSecurityFailed")
+        assert "refused" in next(iter(faults.values()))["details"]
+        assert _state(cluster) == "enabling"
+    finally:
+        kms.start()
+    wait_until(lambda: _state(cluster) == "enabled", 60, "enabled once the key server is back")
+    assert not _security_faults(cluster, "enableDriveSecurityFailed")
+    assert all(d["driveSecurityFaultReason"] == "none"
+               for d in cluster.rpc("ListDrives")["result"]["drives"])
     assert cluster.rpc("DisableEncryptionAtRest")["result"] == {}
     wait_until(lambda: _state(cluster) == "disabled", 60, "disabled")

@@ -104,10 +104,12 @@ class EarService:
         self._put(txn, doc)
 
     def info(self) -> Doc:
-        """GetEncryptionAtRestInfo."""
+        """GetEncryptionAtRestInfo: the Element fields, and (a sealbox addition) ``drives``,
+        each drive's security state as the drive itself reports it."""
         with self._store.read() as txn:
             doc = _state_doc(txn)
-        out: Doc = {"state": doc["state"]}
+            drives = [d for _, d in txn.list(DRIVES)]
+        out: Doc = {"state": doc["state"], "drives": [self._drive_info(d) for d in drives]}
         if doc["state"] != DISABLED and doc.get("keyID"):
             key: Doc = {"keyCreatedTime": doc["created"], "keyID": doc["keyID"],
                         "keyManagementType": INTERNAL if doc["providerID"] is None
@@ -116,6 +118,22 @@ class EarService:
                 key["keyProviderID"] = doc["providerID"]
             out["authenticationKeyInfo"] = key
         return out
+
+    def _drive_info(self, drive: Doc) -> Doc:
+        sed = self._storage.sed(drive["driveID"])
+        rec = drive.get("ak")
+        info: Doc = {
+            "driveID": drive["driveID"], "nodeID": drive["nodeID"], "status": drive["status"],
+            # In service: what the drive says; otherwise what the cluster recorded.
+            "securityEnabled": sed.locking_enabled if sed is not None
+            else bool(rec and rec.get("state") == "active"),
+            "driveSecurityFaultReason": drive.get("securityFaultReason", "none"),
+        }
+        if rec is not None:
+            info["keyID"] = rec["keyID"]
+            if rec["providerID"] is not None:
+                info["keyProviderID"] = rec["providerID"]
+        return info
 
     def _put(self, txn: Txn, doc: Doc) -> None:
         txn.put(COLL, 0, doc)
