@@ -42,16 +42,13 @@ class Disk:
         self._drive: Drive | None = None
 
     @classmethod
-    def create(cls, path: str | Path, size: int, *, drive_uuid: uuid.UUID | None = None,
-               self_encrypting: bool = True) -> Disk:
+    def create(cls, path: str | Path, size: int, *,
+               drive_uuid: uuid.UUID | None = None) -> Disk:
         """A new sparse drive file of ``size`` bytes: a SED (locking off, like a new Opal
-        drive) holding a formatted, unencrypted ``Drive``; or a plain drive. The SED's media
-        id is the drive's UUID, so both layers name the drive the same way."""
+        drive) holding a formatted, unencrypted ``Drive``. The SED's media id is the drive's
+        UUID, so both layers name the drive the same way."""
         name = os.fspath(path)
         ident = drive_uuid or uuid.uuid4()
-        if not self_encrypting:
-            return cls(name, FileMedia(-1), None)._adopt(Drive.create(name, size,
-                                                                      drive_uuid=ident))
         if size % SECTOR_SIZE or size <= 16 * SECTOR_SIZE:
             raise DriveError("a drive size must be a multiple of 4096 above 64 KiB")
         file = FileMedia(drive_io.open_drive(name, create=True))
