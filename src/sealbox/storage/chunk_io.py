@@ -14,6 +14,7 @@ from itertools import chain, repeat
 
 from sealbox.storage.blockdev import SECTOR_SIZE, BlockDevice
 from sealbox.storage.chunk import (
+    CSUM_SECTORS,
     EMPTY_FIELDS,
     ENTRIES_PER_SECTOR,
     ENTRY_SIZE,
@@ -38,9 +39,36 @@ class Copy:
     data_sector: int
 
 
+# Checksum sectors remembered as empty (see ChunkIO.mark_empty). Past this many the memory is
+# dropped: forgetting only costs a read, so a writer that allocates and never writes is bounded.
+_EMPTY_KNOWN_MAX = 1 << 16
+
+
 class ChunkIO:
     def __init__(self, sealer: Sealer) -> None:
         self._sealer = sealer
+        # (drive id, slot, checksum sector of the slot) whose 64 entries are known to be
+        # empty in the device's current contents: set when a slot is emptied for a new chunk,
+        # removed before anything else writes those entries. A streaming write of a fresh
+        # chunk then skips reading (and decrypting) the checksum sector it is about to fill.
+        # Set operations are atomic under the GIL; a key is only used by the writer holding
+        # the range lock of its group (one checksum sector = one lock group).
+        self._empty: set[tuple[int, int, int]] = set()
+
+    def mark_empty(self, drive_id: int, slot: int) -> None:
+        """Remember that every entry of the slot was just emptied (and nothing else wrote
+        them since)."""
+        if len(self._empty) > _EMPTY_KNOWN_MAX:
+            self._empty.clear()
+        self._empty.update((drive_id, slot, k) for k in range(CSUM_SECTORS))
+
+    def _known_empty(self, copy: Copy, lo: int, count: int) -> bool:
+        """Whether checksum sectors ``lo .. lo+count-1`` of the copy are known to be empty;
+        either way they are forgotten, because the caller is about to write them."""
+        keys = [(copy.drive_id, copy.slot, k) for k in range(lo, lo + count)]
+        known = all(k in self._empty for k in keys)
+        self._empty.difference_update(keys)
+        return known
 
     def read(self, vid: int, chunk: int, copies: Sequence[Copy], first: int,
              count: int) -> bytes:
@@ -130,9 +158,8 @@ class ChunkIO:
                 failed.append(copy)
         return failed
 
-    @staticmethod
-    def _write_copy(copy: Copy, first: int, data: bytes, tokens: list[bytes], firsts: bytes,
-                    clean: Sequence[bool]) -> None:
+    def _write_copy(self, copy: Copy, first: int, data: bytes, tokens: list[bytes],
+                    firsts: bytes, clean: Sequence[bool]) -> None:
         # Order: (1) entries of rewritten sectors gain the new token while keeping the old
         # ones, (2) the data, (3) entries of never-written sectors get their first token. A
         # crash at any point leaves every sector's data matching a token of its entry, or an
@@ -141,7 +168,10 @@ class ChunkIO:
         # sector is clean (that content is what the last flush made durable); a dirty sector
         # keeps its ``durable``, whichever unflushed entry version reaches the disk.
         clo, cn = csum_span(first, len(tokens))
-        csum = bytearray(copy.dev.read(copy.csum_sector + clo, cn))
+        if self._known_empty(copy, clo, cn):
+            csum = bytearray(cn * SECTOR_SIZE)  # what the read would return
+        else:
+            csum = bytearray(copy.dev.read(copy.csum_sector + clo, cn))
         start = (first - clo * ENTRIES_PER_SECTOR) * ENTRY_SIZE
         stop = start + len(tokens) * ENTRY_SIZE
         if csum.count(0, start, stop) == stop - start:
@@ -177,6 +207,7 @@ class ChunkIO:
             tokens = self._sealer.tokens(vid, chunk, 0, data)
         elif len(tokens) * SECTOR_SIZE != len(data):
             raise ValueError("fill: one token per sector of data is needed")
+        self._known_empty(copy, 0, CSUM_SECTORS)
         copy.dev.write(copy.data_sector, data)
         copy.dev.write(copy.csum_sector, b"".join(
             chain.from_iterable(zip(tokens, tokens, tokens, repeat(NO_TOKEN)))))

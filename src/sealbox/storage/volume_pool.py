@@ -95,16 +95,17 @@ class BlockPool:
             raise DriveWriteFailed(loc[0]) from exc
 
     def take_one(self, avoid_nodes: set[int]) -> Loc:
-        """One free slot, entries emptied, on a node not in ``avoid_nodes``."""
+        """One free slot on a node not in ``avoid_nodes``, for a re-replication target.
+
+        Its entries are *not* emptied: the only user, ``ChunkIO.fill``, writes every entry of
+        the slot (after the data) and the slot is mapped only after that write is flushed, so
+        whatever entries the slot held before are overwritten before any map names it. A
+        crash before the map commit leaves a free slot with stale entries, which
+        :meth:`take_pair` empties before it hands the slot to a writer.
+        """
         d = pick_one((DriveSpace(d, node, self._alloc[d].free)
                       for d, (_, _, node) in self._drives.items()), avoid_nodes)
-        loc = (d, self._alloc[d].take())
-        try:
-            self._empty(loc)
-        except BaseException:
-            self.give_back([loc])
-            raise
-        return loc
+        return (d, self._alloc[d].take())
 
     def node_of(self, drive_id: int) -> int | None:
         entry = self._drives.get(drive_id)

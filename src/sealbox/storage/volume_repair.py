@@ -19,7 +19,7 @@ from sealbox.storage.chunk import SECTORS_PER_CHUNK
 from sealbox.storage.placement import SlotAllocator
 from sealbox.storage.slice_ops import AddDrive, FailDrive, Loc, MapChunk, Role
 from sealbox.storage.volume_errors import NotEnoughSpace, VolumeDataUnavailable
-from sealbox.storage.volume_pool import DriveWriteFailed, clear_checksum_area
+from sealbox.storage.volume_pool import clear_checksum_area
 
 if TYPE_CHECKING:
     from sealbox.storage.chunk_io import Copy
@@ -247,11 +247,7 @@ def _copy_chunk(engine: StorageEngine, vid: int, chunk: int,
 
 def _take_one(engine: StorageEngine, avoid_nodes: set[int]) -> Loc:
     with engine._store.lock:
-        while True:  # each failure takes a drive out, so this ends
-            try:
-                return engine._pool.take_one(avoid_nodes)
-            except DriveWriteFailed as exc:
-                engine.fail_drive(exc.drive_id)
+        return engine._pool.take_one(avoid_nodes)
 
 
 def failed_drives(engine: StorageEngine) -> set[int]:
