@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sealbox.cluster.authkeys import AkInvalid, AkUnavailable, AuthKeys
@@ -151,22 +151,7 @@ class StorageService:
         return outcome
 
     def _unlock_powered(self, todo: list[Doc], outcome: StartOutcome) -> None:
-        locked = {d["driveID"]: d for d in todo if self._powered[d["driveID"]].locked}
-        records = {i: d["ak"] for i, d in locked.items() if d.get("ak") is not None}
-        for drive_id in locked.keys() - records.keys():
-            outcome.invalid[drive_id] = AkInvalid(
-                f"drive {drive_id} is locked and the cluster holds no authentication key for it")
-        if not records:
-            return
-        fetched = self._aks.fetch_all(records)
-        outcome.unavailable.update(fetched.unavailable)
-        outcome.invalid.update(fetched.invalid)
-        for drive_id, ak in fetched.keys.items():
-            try:
-                self._powered[drive_id].unlock(ak)  # once: never guess
-            except SealboxError as e:
-                outcome.invalid[drive_id] = AkInvalid(
-                    f"drive {drive_id} refused its authentication key ({e.message})")
+        unlock_disks(self._aks, self._powered, todo, outcome)
         for drive_id in outcome.invalid:
             disk = self._powered.pop(drive_id, None)
             if disk is not None:
@@ -239,6 +224,33 @@ class StartOutcome:
     invalid: dict[int, SealboxError] = field(default_factory=dict)
     unavailable: dict[int, AkUnavailable] = field(default_factory=dict)
     error: SealboxError | None = None
+
+
+def unlock_disks(aks: AuthKeys, disks: Mapping[int, Disk], docs: Sequence[Doc],
+                 outcome: StartOutcome) -> None:
+    """Unlock the locked ones of ``disks`` (powered on, by drive ID; ``docs`` are their drive
+    documents) with their authentication keys, all fetched at once and each tried once: a
+    drive locks itself out after a few wrong keys, so the cluster never guesses. Drives whose
+    key is missing, refused by the key store or by the drive go to ``outcome.invalid``, those
+    whose key could not be fetched to ``outcome.unavailable``; every disk stays powered on
+    (closing is the caller's). The boot path (:meth:`StorageService.start`) and
+    ``bench/boot.py`` share this one function, so the bench times what boot does."""
+    locked = {d["driveID"]: d for d in docs if disks[d["driveID"]].locked}
+    records = {i: d["ak"] for i, d in locked.items() if d.get("ak") is not None}
+    for drive_id in locked.keys() - records.keys():
+        outcome.invalid[drive_id] = AkInvalid(
+            f"drive {drive_id} is locked and the cluster holds no authentication key for it")
+    if not records:
+        return
+    fetched = aks.fetch_all(records)
+    outcome.unavailable.update(fetched.unavailable)
+    outcome.invalid.update(fetched.invalid)
+    for drive_id, ak in fetched.keys.items():
+        try:
+            disks[drive_id].unlock(ak)  # once: never guess
+        except SealboxError as e:
+            outcome.invalid[drive_id] = AkInvalid(
+                f"drive {drive_id} refused its authentication key ({e.message})")
 
 
 class StorageUnavailable(SealboxError):
