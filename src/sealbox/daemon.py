@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +63,21 @@ def setup_logging(data_dir: Path, verbose: bool = False) -> None:
     logging.getLogger("kmip").setLevel(logging.WARNING)
 
 
+def raise_open_file_limit() -> None:
+    """Every drive file stays open (plus a socket per client and key server): lift the soft
+    limit on open files to the hard one, as storage daemons do; a common soft default of 1024
+    is reached by a node with a few hundred drives."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-file limit from %d: %s", soft, error)
+
+
 async def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
+    raise_open_file_limit()
     cluster = Cluster.open(settings)
     try:
         first = cluster.first_start()

@@ -18,6 +18,7 @@ from sealbox.cluster.keyservers import PROVIDERS, SERVERS, KeyServerStore, Serve
 from sealbox.cluster.trust import TrustService
 from sealbox.kmip import KmipEndpoint, ProviderClient
 from sealbox.kmip.certs import KeyType, Subject
+from sealbox.kmip.errors import KmipError
 from sealbox.kms import server as kms_server
 from sealbox.kms.testing import RunningKms, closed_port
 from sealbox.secrets import Secret
@@ -67,19 +68,22 @@ def keys(kms: RunningKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture
 def counted_gets(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
-    """Every Get sent through a provider, by object UID; three connections for 12 keys."""
+    """Every Get sent through a provider, by object UID (``messages`` counts the KMIP
+    messages); three connections for 12 keys, four Gets per message."""
     monkeypatch.setattr(authkeys, "FETCH_CONNECTIONS", 3)
     monkeypatch.setattr(authkeys, "KEYS_PER_CONNECTION", 1)
+    monkeypatch.setattr(authkeys, "GETS_PER_MESSAGE", 4)
     sent: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
-    original = ProviderClient.get
+    original = ProviderClient.get_many
 
-    def get(self: ProviderClient, uid: str) -> Secret:
+    def get_many(self: ProviderClient, uids: Sequence[str]) -> list[Secret | KmipError]:
         with lock:
-            sent[uid] += 1
-        return original(self, uid)
+            sent.update(uids)
+            sent["messages"] += 1
+        return original(self, uids)
 
-    monkeypatch.setattr(ProviderClient, "get", get)
+    monkeypatch.setattr(ProviderClient, "get_many", get_many)
     return sent
 
 
@@ -98,7 +102,9 @@ def test_every_key_fetched_once_over_several_connections(
     assert not out.invalid and not out.unavailable
     assert {i: k.reveal() for i, k in out.keys.items()} == {
         i: s.reveal() for i, s in keys.secrets.items()}
+    messages = counted_gets.pop("messages")
     assert counted_gets == {rec["kmipUID"]: 1 for rec in keys.records.values()}
+    assert messages == DRIVES // 4  # batched: four Gets per KMIP message
     assert sum(connections.values()) == 3 and len(connections) == 3  # one per worker thread
 
 
@@ -111,6 +117,7 @@ def test_a_destroyed_key_marks_only_its_drive_invalid(
     assert set(out.invalid) == {99} and isinstance(out.invalid[99], AkInvalid)
     assert not out.unavailable
     assert set(out.keys) == set(keys.records)
+    counted_gets.pop("messages")
     assert counted_gets == {r["kmipUID"]: 1 for r in records.values()}
 
 
@@ -128,5 +135,5 @@ def test_an_unreachable_server_fails_every_drive_at_once(
     assert set(out.unavailable) == set(keys.records)
     assert all(isinstance(e, AkUnavailable) for e in out.unavailable.values())
     assert not out.keys and not out.invalid
-    # Each connection learns the server is gone on its first Get; the rest are not tried.
-    assert sum(counted_gets.values()) <= 3
+    # Each connection learns the server is gone on its first message; the rest are not sent.
+    assert counted_gets["messages"] <= 3

@@ -58,8 +58,11 @@ class _Live:
         """Whether the server closed the connection while it sat idle (no I/O waits)."""
         if self.sock.pending():
             return True  # unread application data on an idle connection: out of sync
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        if not readable:
+        # poll, not select: select() refuses descriptors >= 1024, which a cluster with
+        # hundreds of open drive files reaches.
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if not poller.poll(0):
             return False
         # Readable while idle: EOF, a reset, or a TLS record we have not consumed yet.
         timeout = self.sock.gettimeout()

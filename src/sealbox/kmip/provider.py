@@ -63,6 +63,9 @@ class ProviderClient:
     def get(self, uid: str) -> Secret:
         return self._first(lambda c: c.get(uid), idempotent=True)
 
+    def get_many(self, uids: Sequence[str]) -> list[Secret | KmipError]:
+        return self._first(lambda c: c.get_many(uids), idempotent=True)
+
     def locate(self, name: str | None = None, kind: ObjectKind | None = None) -> list[str]:
         return self._first(lambda c: c.locate(name, kind), idempotent=True)
 
