@@ -215,10 +215,15 @@ class EarService:
         for drive in drives:
             try:
                 with self.drive_lock:
+                    # Read again under the lock: AddDrives may have just given it a key.
+                    with self._store.read() as txn:
+                        cur = txn.get(DRIVES, drive["driveID"])
+                    if cur is None:
+                        continue
                     if target == ENABLED:
-                        self._lock_drive(drive, doc)
+                        self._lock_drive(cur, doc)
                     else:
-                        self._unlock_drive(drive)
+                        self._unlock_drive(cur)
             except SealboxError as e:
                 failures[drive["driveID"]] = e
                 log.warning("drive %d: %s", drive["driveID"], e.message)
