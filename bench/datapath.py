@@ -19,6 +19,11 @@ Goals: encryption on >= 0.7x off, and encrypted sealbox >= 0.3x nbdkit, for writ
 Without ``--flush`` the copies end in the page cache for every target alike (nbdcopy's
 default); with it the last step of each write is a flush, so disk speed enters the figures.
 Every process started is stopped when the bench ends, also on errors, Ctrl-C or SIGTERM.
+
+Part (c), the drive stack alone: a ``Disk`` (``Drive`` on an emulated self-encrypting drive on
+a sparse file, software encryption on, so two XTS layers), 256 MiB written and read back in
+chunk-aligned 1 MiB and 256 KiB requests, CPU seconds per GiB (best of ``--runs``, a fresh
+drive each run). No goal: it isolates the drive layers' cost from the engine and NBD.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from tests.support.proc import SealboxProcess
 from sealbox.secrets import Secret
 from sealbox.storage.blockdev import SECTOR_SIZE
 from sealbox.storage.crypto import SectorCipher, available_backends
+from sealbox.storage.disk import Disk
 
 GOAL = 0.25
 OPENSSL_SECONDS = 1  # per run; runs alternate with ours
@@ -374,7 +380,54 @@ def part_b(args: argparse.Namespace) -> bool:
     return ok
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], bool]] = {"a": part_a, "b": part_b}
+# --- part (c): the drive stack alone ----------------------------------------------------------
+STACK_MIB = 256  # per request size and run: a fresh drive each time
+
+
+def _stack_run(workdir: str, request: int) -> tuple[float, float]:
+    """CPU seconds per GiB of chunk-aligned writes, then reads, in ``request``-sector requests
+    on a fresh ``Disk`` (Drive on a SED on a sparse file) with software encryption on: both
+    layers' ciphers, fresh keys, so no starting iv is remembered from an earlier run."""
+    data = os.urandom(MIB)
+    path = os.path.join(workdir, "stack.img")
+    with Disk.create(path, (STACK_MIB + 8) * MIB) as disk:
+        drive = disk.drive()
+        drive.enable_software_encryption("bench", Secret(os.urandom(32)))
+        first = 256  # a chunk boundary, as the engine's data slots are
+        spans = [(first + c * 256 + k, k) for c in range(STACK_MIB) for k in range(0, 256, request)]
+        start = _process_cpu()
+        for sector, k in spans:
+            drive.write(sector, data[k * SECTOR_SIZE : (k + request) * SECTOR_SIZE])
+        write = _process_cpu() - start
+        start = _process_cpu()
+        for sector, _ in spans:
+            drive.read(sector, request)
+        read = _process_cpu() - start
+    os.unlink(path)
+    gib = STACK_MIB / 1024
+    return write / gib, read / gib
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime  # pwrite/preadv are system time
+
+
+def part_c(args: argparse.Namespace) -> bool:
+    """The Drive -> SED -> file stack without the engine or NBD (informational, no goal)."""
+    print(f"== (c) drive stack (Drive on SED on file, encryption on), {STACK_MIB} MiB, "
+          f"CPU s/GiB, best of {args.runs} ==")
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="sealbox-stack-") as tmp:
+        for request in (256, 64):
+            runs = [_stack_run(tmp, request) for _ in range(args.runs)]
+            print(f"  {request * SECTOR_SIZE // 1024:5} KiB requests: write "
+                  f"{min(w for w, _ in runs):5.2f}   read {min(r for _, r in runs):5.2f}",
+                  flush=True)
+    return True
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], bool]] = {"a": part_a, "b": part_b,
+                                                          "c": part_c}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

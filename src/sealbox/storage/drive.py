@@ -1,7 +1,8 @@
 """A drive: a file or block device with a sealbox header and a data area of 4 KiB sectors.
 
 Layout (byte by byte in ``docs/storage-format.md``): sectors 0 and 1 hold two copies of the
-header, sectors 2-7 are reserved, the data area starts at sector 8. The data area is a
+header, then reserved sectors; the data area starts at the header's ``data_offset``: sector 8,
+or 248 on a self-encrypting drive (``disk.drive_data_offset`` says why). The data area is a
 :class:`~sealbox.storage.blockdev.BlockDevice`; with software encryption it is AES-256-XTS
 encrypted with the drive's DEK: one XTS data unit per 1 MiB of the data area (format version
 2, every drive encrypted by this sealbox), or per 4 KiB sector (version 1, drives encrypted by
@@ -27,7 +28,6 @@ import os
 import threading
 import uuid
 from dataclasses import replace
-from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 
@@ -58,41 +58,14 @@ from sealbox.storage.header import (
 )
 from sealbox.storage.keysource import KeySource
 from sealbox.storage.keywrap import unwrap_dek, wrap_dek
+from sealbox.storage.sector_buffers import Staging, aligned_buffer, zero_sectors
 
 _ZERO_SECTOR = bytes(SECTOR_SIZE)
-_ZERO_BLOCK = bytes(16)
-# Sectors encrypted per step through a per-thread buffer: a chunk, the engine's largest run.
-_STAGE_SECTORS = 256
-_stage = threading.local()
-
-
-def _staging() -> bytearray:
-    """This thread's reusable buffer for ciphertext (writes) or plaintext (reads): no 1 MiB
-    allocation per request (measured: fresh large buffers each cost page faults, more than
-    the copy they hold), and each use is over before the call returns, so threads and
-    drives can share it. Python cannot wipe it; its contents are no more exposed than the
-    ``bytes`` objects that carry the same data through the engine."""
-    buf: bytearray | None = getattr(_stage, "buf", None)
-    if buf is None:
-        buf = bytearray(_STAGE_SECTORS * SECTOR_SIZE)
-        _stage.buf = buf
-    return buf
-
-
-def _zero_sectors(buf: bytearray, count: int) -> list[int]:
-    """Indices of all-zero sectors; checks 16 bytes first, the whole sector only if needed."""
-    starts = range(0, count * SECTOR_SIZE, SECTOR_SIZE)
-    if not any(map(buf.startswith, repeat(_ZERO_BLOCK), starts)):
-        return []  # the usual case, decided by a loop in C
-    found = []
-    for index in range(count):
-        start = index * SECTOR_SIZE
-        if (
-            buf.startswith(_ZERO_BLOCK, start)
-            and buf.count(0, start, start + SECTOR_SIZE) == SECTOR_SIZE
-        ):
-            found.append(index)
-    return found
+# Ciphertext of writes and plaintext of reads, a chunk at a time: one page-aligned buffer per
+# thread (sector_buffers.py says why aligned). Distinct from the SED's: a write through a SED
+# fills both at once.
+_stage = Staging()
+_STAGE_SECTORS = _stage.size // SECTOR_SIZE
 
 
 class Drive:
@@ -132,17 +105,20 @@ class Drive:
         return drive
 
     @classmethod
-    def create_on(cls, media: DriveMedia, name: str, *,
-                  drive_uuid: uuid.UUID | None = None) -> Drive:
-        """Format a drive over all of ``media`` (a self-encrypting drive's user area)."""
+    def create_on(cls, media: DriveMedia, name: str, *, drive_uuid: uuid.UUID | None = None,
+                  data_offset: int = DATA_OFFSET_SECTORS) -> Drive:
+        """Format a drive over all of ``media`` (a self-encrypting drive's user area), its
+        data area starting ``data_offset`` sectors in (at least 8: the header copies and the
+        reserved sectors come first). The header records the offset, so every drive keeps
+        the one it was formatted with."""
         total = media.size()
-        if total <= DATA_OFFSET_SECTORS * SECTOR_SIZE:
-            raise DriveError("a drive size must be a multiple of 4096 above 32 KiB")
+        if data_offset < DATA_OFFSET_SECTORS or total <= data_offset * SECTOR_SIZE:
+            raise DriveError(f"a drive needs room for data after sector {data_offset}")
         header = DriveHeader(
             drive_uuid or uuid.uuid4(),
             0,
-            DATA_OFFSET_SECTORS,
-            total // SECTOR_SIZE - DATA_OFFSET_SECTORS,
+            data_offset,
+            total // SECTOR_SIZE - data_offset,
             EncryptionMode.NONE,
         )
         drive = cls(name, media, header)
@@ -359,15 +335,20 @@ class Drive:
             return self._media.read_at(count * SECTOR_SIZE, offset)
         # Ciphertext into this thread's buffer, decrypted in place, then one copy out: the
         # same single allocation per read as the plain path.
-        buf = _staging() if count <= _STAGE_SECTORS else bytearray(count * SECTOR_SIZE)
-        view = memoryview(buf)[: count * SECTOR_SIZE]
+        size = count * SECTOR_SIZE
+        view = _stage.get()[:size] if count <= _STAGE_SECTORS else aligned_buffer(size)
+        self._read_into(cipher, sector, view, offset)
+        return bytes(view)
+
+    def _read_into(self, cipher: SectorCipher, sector: int, view: memoryview,
+                   offset: int) -> None:
+        count = len(view) // SECTOR_SIZE
         self._media.read_into(view, offset)
-        unwritten = _zero_sectors(buf, count)
+        unwritten = zero_sectors(view, count)
         if len(unwritten) < count:
             cipher.decrypt_into(sector, view, view)
             for index in unwritten:
                 view[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE] = _ZERO_SECTOR
-        return bytes(view)
 
     def write(self, sector: int, data: bytes) -> None:
         size = len(data)
@@ -378,7 +359,7 @@ class Drive:
         if cipher is None:
             self._media.write_all(data, offset)
             return
-        stage, step = memoryview(_staging()), _STAGE_SECTORS * SECTOR_SIZE
+        stage, step = _stage.get(), _stage.size
         # Up to a chunk at a time through the staging buffer (memory stays bounded whatever
         # the size); a write of at most a chunk, the engine's case, passes ``data`` itself.
         for start in range(0, size, step):

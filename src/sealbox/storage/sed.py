@@ -40,6 +40,7 @@ from sealbox.errors import SealboxError
 from sealbox.secrets import Secret
 from sealbox.storage.blockdev import SECTOR_SIZE, BlockDevice
 from sealbox.storage.crypto import SectorCipher
+from sealbox.storage.sector_buffers import Staging, zero_sectors
 from sealbox.storage.sed_errors import (
     SedAuthenticationFailed,
     SedError,
@@ -74,16 +75,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _ZERO_SECTOR = bytes(SECTOR_SIZE)
-_STAGE_BYTES = 256 * SECTOR_SIZE
-_stage = threading.local()
-
-
-def _staging() -> memoryview:
-    """This thread's reusable ciphertext buffer (each use ends before the call returns)."""
-    buf: memoryview | None = getattr(_stage, "buf", None)
-    if buf is None:
-        buf = _stage.buf = memoryview(bytearray(_STAGE_BYTES))
-    return buf
+# This thread's ciphertext buffer for writes, page-aligned (sector_buffers.py says why).
+_stage = Staging()
 
 
 class SelfEncryptingDrive:
@@ -323,8 +316,7 @@ class SelfEncryptingDrive:
             _io(read_into, first, view)
         else:
             view[:] = _io(self._media.read, first, count)
-        unwritten = [i for i in range(count)
-                     if view[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] == _ZERO_SECTOR]
+        unwritten = zero_sectors(view, count)
         if len(unwritten) < count:
             cipher.decrypt_into(first, view, view)
             for index in unwritten:
@@ -337,7 +329,7 @@ class SelfEncryptingDrive:
         cipher = self._check(sector, size // SECTOR_SIZE)
         first = self._meta.data_offset + sector
         # Ciphertext through this thread's buffer, a chunk at a time: no allocation per write.
-        stage = _staging()
+        stage = _stage.get()
         for start in range(0, size, len(stage)):
             piece = memoryview(data)[start : start + len(stage)]
             out = stage[: len(piece)]
