@@ -1,6 +1,6 @@
 """Data-path benchmark: how close sealbox's encrypted data path gets to the C references.
 
-    .venv/bin/python bench/datapath.py [--size 1G] [--runs 3] [--nbd-runs 1] [--parts ab]
+    .venv/bin/python bench/datapath.py [--size 1G] [--runs 3] [--nbd-runs 1] [--parts abc]
 
 Part (a), the sector cipher alone: AES-256-XTS over 4 KiB sectors encrypted in multi-sector
 batches as a drive write does, with one data unit per sector (drive format 1, the goal's
@@ -438,7 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--openssl-seconds", type=int, default=OPENSSL_SECONDS)
     parser.add_argument("--batch", type=int, default=64, help="sectors per request")
     parser.add_argument("--all-backends", action="store_true")
-    parser.add_argument("--parts", default="".join(PARTS), help="which parts to run, e.g. 'a'")
+    parser.add_argument("--parts", default="".join(PARTS),
+                        help="which parts to run, e.g. 'ab' or 'a,b'")
     parser.add_argument("--nbd-runs", type=int, default=1, help="(b): runs per target, best kept")
     parser.add_argument("--dir", default=None, help="(b): where drives and images go ($TMPDIR)")
     parser.add_argument("--flush", action="store_true", help="(b): nbdcopy --flush on writes")
@@ -448,7 +449,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ok = True
-    for name in args.parts:
+    for name in args.parts.replace(",", ""):
         ok = PARTS[name](args) and ok
     return 0 if ok else 1
 
