@@ -64,7 +64,6 @@ class EarService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.drive_lock = threading.RLock()  # one drive's keys change at a time
-        self.idle = threading.Event()  # set while there is nothing to do (tests, close)
 
     # --- the API --------------------------------------------------------------------------
     def enable(self, txn: Txn, provider_id: int | None) -> None:
@@ -156,7 +155,6 @@ class EarService:
 
     def kick(self) -> None:
         """Something changed (API call, drive added, volumes unlocked): look again."""
-        self.idle.clear()
         self._wake.set()
 
     def drive_activated(self, doc: Doc) -> None:
@@ -191,7 +189,6 @@ class EarService:
                 done = False
             if done:
                 delay = 1.0
-                self.idle.set()
                 continue
             if self._stop.wait(delay):
                 return
