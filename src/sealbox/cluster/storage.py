@@ -1,9 +1,10 @@
 """The cluster's drives as the storage engine sees them: opened, unlocked, formatted.
 
-At start every active drive is opened and, with software encryption at rest, unlocked with
-the current master key; then the volume engine is opened over them (formatted the first time).
-If the drives cannot be unlocked (the key is unavailable), the engine stays closed and volumes
-are not served; :attr:`StorageService.unavailable_reason` says why, for NBD clients and the
+At start every active drive is powered on (a self-encrypting drive with locking enabled comes
+up locked and is unlocked with its authentication key), its sealbox drive opened and, with
+software encryption at rest, unlocked with the current master key; then the volume engine is
+opened over them (formatted the first time). If the drives cannot be unlocked (a key is
+unavailable), the engine stays closed and volumes are not served; :attr:`StorageService.unavailable_reason` says why, for NBD clients and the
 admin. Drives added later are brought in by :meth:`activate`, the AddDrives hook.
 """
 
@@ -59,12 +60,11 @@ class StorageService:
         authentication key, fetched once (AddDrives of a drive that still holds one)."""
         disk = disk if disk is not None else self._power_on(doc)
         try:
-            if disk.locked:
-                rec = doc.get("ak")
-                if rec is None:
-                    raise AkInvalid(f"drive {doc['driveID']} is locked and the cluster holds "
-                                    "no authentication key for it")
-                disk.unlock(self._aks.fetch(rec))
+            outcome = StartOutcome()
+            unlock_disks(self._aks, {doc["driveID"]: disk}, [doc], outcome)
+            for failed in (outcome.invalid, outcome.unavailable):
+                if failed:
+                    raise next(iter(failed.values()))
             drive = disk.drive()
             with self._store.read() as txn:
                 mk_id = self._sear.current_key_id(txn)
