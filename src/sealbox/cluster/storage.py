@@ -4,8 +4,9 @@ At start every active drive is powered on (a self-encrypting drive with locking 
 up locked and is unlocked with its authentication key), its sealbox drive opened and, with
 software encryption at rest, unlocked with the current master key; then the volume engine is
 opened over them (formatted the first time). If the drives cannot be unlocked (a key is
-unavailable), the engine stays closed and volumes are not served; :attr:`StorageService.unavailable_reason` says why, for NBD clients and the
-admin. Drives added later are brought in by :meth:`activate`, the AddDrives hook.
+unavailable), the engine stays closed and volumes are not served;
+:attr:`StorageService.unavailable_reason` says why, for NBD clients and the admin. Drives
+added later are brought in by :meth:`activate`, the AddDrives hook.
 """
 
 from __future__ import annotations
