@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -78,6 +77,9 @@ def raise_open_file_limit() -> None:
 
 async def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
     raise_open_file_limit()
+    # Handlers first: a SIGTERM sent as soon as the banner is out (or during start-up) must
+    # stop the cluster cleanly, not kill it with the default action.
+    stop = _stop_on_signals()
     cluster = Cluster.open(settings)
     try:
         first = cluster.first_start()
@@ -91,7 +93,7 @@ async def serve(settings: Settings, on_started: Callable[[Started], None]) -> No
         on_started(Started(f"https://{settings.host}:{port}/json-rpc/12.3", first, cert,
                            f"nbd://{settings.host}:{nbd.port}/VOLUME-NAME"))
         log.info("API listening on %s:%d, NBD on %d", settings.host, port, nbd.port)
-        await _wait_for_signal()
+        await stop.wait()
         log.info("stopping")
         await api.stop()
         await asyncio.to_thread(nbd.stop)
@@ -99,14 +101,10 @@ async def serve(settings: Settings, on_started: Callable[[Started], None]) -> No
         cluster.close()
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the handlers stay until the process exits)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+    return stop
