@@ -16,7 +16,6 @@ fetched when needed (boot, disable, erase) and not kept in memory afterwards.
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import threading
@@ -254,15 +253,8 @@ class AuthKeys:
             return
         uid = rec["kmipUID"]
         with self._client(rec["providerID"]) as client:
-            try:
-                client.revoke(uid)
-            except KmipObjectNotFound:
-                return
-            except SealboxError as e:
-                log.info("revoke of authentication key %s: %s (destroying anyway)", uid,
-                         e.message)
-            with contextlib.suppress(KmipObjectNotFound):  # gone already: a repeated destroy
-                client.destroy(uid)
+            if not client.revoke_and_destroy(uid):
+                return  # already gone: a repeated destroy
         self._audit.record("sealbox", "kmip.DestroyAuthenticationKey", [], "success",
                            f"drive={drive_id} keyID={rec['keyID']} provider={rec['providerID']}")
 

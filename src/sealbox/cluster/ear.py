@@ -249,8 +249,7 @@ class EarService:
         if sed is None:
             if self._storage.live_drive(drive_id) is not None:
                 raise NotPermitted(f"drive {drive_id} is not self-encrypting")
-            raise EarNotReady(f"drive {drive_id} is not in service yet "
-                              f"({self._storage.unavailable_reason or 'starting'})")
+            raise self._not_ready(drive_id)
         rec = drive.get("ak")
         if sed.locking_enabled:
             if rec is not None and rec.get("state") != "active":
@@ -283,12 +282,15 @@ class EarService:
                 sed.disable_locking(self._aks.fetch(rec))
                 self._pause()
         elif drive["status"] == DriveStatus.ACTIVE and not drive.get("pendingAdd"):
-            raise EarNotReady(f"drive {drive_id} is not in service yet "
-                              f"({self._storage.unavailable_reason or 'starting'})")
+            raise self._not_ready(drive_id)
         self._aks.destroy(drive_id, rec)
         self._pause()
         self._set_ak(drive_id, None)
         log.info("drive %d unlocked; authentication key %s destroyed", drive_id, rec["keyID"])
+
+    def _not_ready(self, drive_id: int) -> EarNotReady:
+        return EarNotReady(f"drive {drive_id} is not in service yet "
+                           f"({self._storage.unavailable_reason or 'starting'})")
 
     def _pause(self) -> None:
         if self._step_delay:

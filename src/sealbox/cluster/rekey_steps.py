@@ -16,7 +16,6 @@ from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.sear import COLL as SEAR
 from sealbox.cluster.sear import EXTERNAL, INTERNAL, key_record
 from sealbox.errors import SealboxError
-from sealbox.kmip.errors import KmipObjectNotFound
 from sealbox.store.base import ConfigStore, Doc, Txn
 
 USE = "software encryption master key"
@@ -41,27 +40,14 @@ def create_key(store: ConfigStore, keys: MasterKeys, rk: Doc, pause: Callable[[]
     return key_record(new_id, EXTERNAL, rk["providerID"], uid)
 
 
-def _destroy_external(keys: MasterKeys, provider_id: int, uid: str) -> None:
-    with keys.provider_client(provider_id) as client:
-        try:
-            client.revoke(uid)
-        except KmipObjectNotFound:
-            return  # already gone: a repeated decommission
-        except SealboxError as e:
-            log.info("revoke of %s: %s (destroying anyway)", uid, e.message)
-        try:
-            client.destroy(uid)
-        except KmipObjectNotFound:
-            return
-
-
 def destroy_key(store: ConfigStore, keys: MasterKeys, key_id: str, audit: AuditLog,
                 who: str) -> None:
     rec = keys.record(key_id)
     if rec is None:
         return
     if rec["keyManagementType"] == EXTERNAL:
-        _destroy_external(keys, rec["keyProviderID"], rec["kmipUID"])
+        with keys.provider_client(rec["keyProviderID"]) as client:
+            client.revoke_and_destroy(rec["kmipUID"])
     else:
         keys.internal.delete(key_id)
     audit.record(who, "kmip.DestroyMasterKey" if rec["keyManagementType"] == EXTERNAL
@@ -104,10 +90,10 @@ def _destroy_new(keys: MasterKeys, rk: Doc, known: set[str]) -> None:
     rec = keys.record(rk["newKeyID"])
     with keys.provider_client(rk["providerID"]) as client:
         uids = client.locate(name=kmip_name(rk["newKeyID"]))
-    if rec is not None and rec["kmipUID"] not in uids:
-        uids.append(rec["kmipUID"])
-    for uid in uids:
-        _destroy_external(keys, rk["providerID"], uid)
+        if rec is not None and rec["kmipUID"] not in uids:
+            uids.append(rec["kmipUID"])
+        for uid in uids:
+            client.revoke_and_destroy(uid)
 
 
 def release_provider(keyservers: KeyServerStore, txn: Txn, doc: Doc, old: Doc | None) -> None:

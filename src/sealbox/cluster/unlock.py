@@ -111,9 +111,7 @@ class Unlocker:
             for provider_id in providers:
                 provider = txn.get(PROVIDERS, provider_id) or {"keyServerIDs": []}
                 servers += [txn.get(SERVERS, i) for i in provider["keyServerIDs"]]
-        names = ", ".join(
-            f"{s['keyServerID']} ({s['name']}: {','.join(s['hostnames'])}:{s['port']})"
-            for s in servers if s is not None) or "none"
+        names = _server_names(servers)
         first = next(iter(unavailable.values()))
         details = (
             f"Cannot unlock {len(unavailable)} self-encrypting drives "
@@ -134,10 +132,7 @@ class Unlocker:
         with self._store.read() as txn:
             provider = txn.get(PROVIDERS, provider_id) or {"name": "?", "keyServerIDs": []}
             servers = [txn.get(SERVERS, i) for i in provider["keyServerIDs"]]
-        names = ", ".join(
-            f"{s['keyServerID']} ({s['name']}: {','.join(s['hostnames'])}:{s['port']})"
-            for s in servers if s is not None
-        ) or "none"
+        names = _server_names(servers)
         details = (
             f"Cannot unlock the drives: master key {key['keyID']} could not be fetched from key "
             f"provider {provider_id} ({provider['name']}; key servers {names}): "
@@ -153,3 +148,11 @@ class Unlocker:
                   "reason": error.element_name},
         ))
         log.warning("unlock failed: %s", error.message)
+
+
+def _server_names(servers: list[Doc | None]) -> str:
+    """The key servers as a fault names them: ID (name: hostnames:port), or "none"."""
+    return ", ".join(
+        f"{s['keyServerID']} ({s['name']}: {','.join(s['hostnames'])}:{s['port']})"
+        for s in servers if s is not None
+    ) or "none"

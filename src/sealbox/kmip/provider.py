@@ -10,10 +10,12 @@ be papered over by another. If every server fails, the most telling failure is r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from sealbox.errors import SealboxError
 from sealbox.kmip.client import KmipClient, ObjectAttributes, ObjectKind, ServerInfo
 from sealbox.kmip.config import KmipEndpoint
 from sealbox.kmip.errors import (
@@ -21,6 +23,7 @@ from sealbox.kmip.errors import (
     KmipConnectionLost,
     KmipError,
     KmipInvalidConfiguration,
+    KmipObjectNotFound,
     KmipProtocolError,
 )
 from sealbox.secrets import Secret
@@ -77,6 +80,20 @@ class ProviderClient:
 
     def destroy(self, uid: str) -> None:
         self._first(lambda c: c.destroy(uid), idempotent=False)
+
+    def revoke_and_destroy(self, uid: str) -> bool:
+        """Decommission an object: Revoke (cessation of operation), then Destroy. False if it
+        was already gone (a repeated decommission after a crash); a Revoke refused for another
+        reason does not stop the Destroy."""
+        try:
+            self.revoke(uid)
+        except KmipObjectNotFound:
+            return False
+        except SealboxError as e:
+            log.info("revoke of %s: %s (destroying anyway)", uid, e.message)
+        with contextlib.suppress(KmipObjectNotFound):  # gone meanwhile: nothing left to do
+            self.destroy(uid)
+        return True
 
     def _first(self, op: Callable[[KmipClient], T], *, idempotent: bool) -> T:
         retryable: tuple[type[KmipError], ...] = (KmipConnectionFailed,)
