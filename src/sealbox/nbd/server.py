@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sealbox.nbd.export import ExportCatalog
 from sealbox.nbd.handshake import Handshake
-from sealbox.nbd.session import Session
+from sealbox.nbd.session import DEFAULT_MERGE_BYTES, Session
 from sealbox.nbd.wire import ConnectionClosed, Wire
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ class ServerSettings:
     multi_conn: bool = True
     workers_per_connection: int = 4  # export calls in flight per connection
     budget_bytes: int = 64 * 1024 * 1024  # request bytes in flight per connection
+    # Adjacent queued reads or writes run as one export call up to this size, never across a
+    # multiple of it (nbd/batching.py): the storage engine's chunk.
+    merge_bytes: int = DEFAULT_MERGE_BYTES
     max_connections: int = 256
     handshake_timeout: float = 30.0  # seconds a client may take to reach transmission
 
@@ -108,6 +111,12 @@ class NbdServer:
         with self._lock:
             return len(self._connections)
 
+    def queued_requests(self) -> int:
+        """Requests received and waiting for a worker, over all connections (queue depth)."""
+        with self._lock:
+            connections = list(self._connections.values())
+        return sum(conn.queued_requests() for conn in connections)
+
     def _accept_loop(self) -> None:
         assert self._listener is not None
         while True:
@@ -161,7 +170,8 @@ class _Connection:
                 timeout=cfg.handshake_timeout,
             ).run()
             session = Session(
-                self._wire, neg, workers=cfg.workers_per_connection, budget_bytes=cfg.budget_bytes
+                self._wire, neg, workers=cfg.workers_per_connection,
+                budget_bytes=cfg.budget_bytes, merge_bytes=cfg.merge_bytes,
             )
             with self._lock:
                 if self._stopped:
@@ -176,6 +186,11 @@ class _Connection:
         finally:
             self._wire.close()
             self._server.forget()
+
+    def queued_requests(self) -> int:
+        with self._lock:
+            session = self._session
+        return session.queued_requests() if session is not None else 0
 
     def stop(self) -> None:
         with self._lock:

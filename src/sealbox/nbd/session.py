@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sealbox.nbd import protocol as p
+from sealbox.nbd.batching import Batch, PendingQueue, Request
 from sealbox.nbd.export import ExportUnavailable
 from sealbox.nbd.handshake import Negotiated
 from sealbox.nbd.wire import ConnectionClosed, Wire
@@ -30,16 +29,8 @@ from sealbox.nbd.wire import ConnectionClosed, Wire
 log = logging.getLogger(__name__)
 
 _MIN_COST = 4096  # every request holds at least this much budget, bounding the queue length
-
-
-@dataclass(slots=True)
-class Request:
-    cmd: int
-    flags: int
-    cookie: int
-    offset: int
-    length: int
-    data: bytes = b""
+Reply = list[bytes | memoryview]  # the parts of one or more replies, sent back to back
+DEFAULT_MERGE_BYTES = 1 << 20  # adjacent queued requests run as one call up to this (batching.py)
 
 
 class RequestError(Exception):
@@ -85,7 +76,8 @@ class Session:
     """Serves requests on an already negotiated connection until the client disconnects."""
 
     def __init__(
-        self, wire: Wire, negotiated: Negotiated, *, workers: int, budget_bytes: int
+        self, wire: Wire, negotiated: Negotiated, *, workers: int, budget_bytes: int,
+        merge_bytes: int = DEFAULT_MERGE_BYTES,
     ) -> None:
         self._wire = wire
         self._neg = negotiated
@@ -93,8 +85,8 @@ class Session:
         self._size = negotiated.size
         self._workers = workers
         self._budget = _Budget(budget_bytes)
-        self._queue: queue.SimpleQueue[tuple[Request, int] | None] = queue.SimpleQueue()
-        self._handlers: dict[int, Callable[[Request], list[bytes]]] = {
+        self._queue = PendingQueue(merge_bytes)
+        self._handlers: dict[int, Callable[[Request], Reply]] = {
             p.CMD_READ: self._read,
             p.CMD_WRITE: self._write,
             p.CMD_FLUSH: self._flush,
@@ -117,9 +109,12 @@ class Session:
             log.debug("nbd %s: connection ends: %s", self._neg.name, exc)
         finally:
             for _ in threads:
-                self._queue.put(None)
+                self._queue.put_stop()
             for t in threads:
                 t.join()
+
+    def queued_requests(self) -> int:
+        return len(self._queue)
 
     def stop(self) -> None:
         """Wake the reader wherever it waits; :meth:`serve` then winds down."""
@@ -150,7 +145,7 @@ class Session:
                 except ConnectionClosed:
                     self._budget.release(cost)
                     raise
-            self._queue.put((req, cost))
+            self._queue.put(req, cost)
 
     def _check(self, req: Request) -> None:
         allowed = p.ALLOWED_CMD_FLAGS.get(req.cmd)
@@ -167,17 +162,39 @@ class Session:
 
     # --- workers ------------------------------------------------------------------------------
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            req, cost = item
+        while (batch := self._queue.get()) is not None:
             try:
-                reply = self._run(req)
+                reply = self._run_batch(batch) if batch.more else self._run(batch.first)
             finally:
-                self._budget.release(cost)
+                self._budget.release(batch.cost)
             # A client that is gone gets no reply; keep draining so that the reader can finish.
             with contextlib.suppress(ConnectionClosed):
                 self._wire.send(reply)
 
-    def _run(self, req: Request) -> list[bytes]:
+    def _run_batch(self, batch: Batch) -> Reply:
+        """Adjacent reads or writes as one export call, each request answered on its own (in
+        one send). If the call fails, each request runs again alone, so that an error (a bad
+        sector, a range the client may not touch) is reported for the requests it concerns
+        only; rewriting what a failed write already wrote is harmless."""
+        requests = batch.requests
+        try:
+            if batch.first.cmd == p.CMD_WRITE:
+                data = b"".join(r.data for r in requests)
+                self._export.write(batch.offset, data,
+                                   fua=bool(batch.first.flags & p.CMD_FLAG_FUA))
+                return [p.simple_reply(0, r.cookie) for r in requests]
+            data = self._export.read(batch.offset, batch.length)
+            if len(data) != batch.length:
+                raise RuntimeError(f"export returned {len(data)} bytes for {batch.length}")
+        except Exception:  # each request again, alone, for its own answer
+            return [part for r in requests for part in self._run(r)]
+        view, replies = memoryview(data), []
+        for r in requests:
+            start = r.offset - batch.offset
+            replies.extend(self._read_reply(r, view[start:start + r.length]))
+        return replies
+
+    def _run(self, req: Request) -> Reply:
         try:
             return self._handlers[req.cmd](req)
         except ExportUnavailable as exc:
@@ -194,40 +211,43 @@ class Session:
             )
             return self._error_reply(req, p.EIO, "I/O error")
 
-    def _error_reply(self, req: Request, errno: int, message: str) -> list[bytes]:
+    def _error_reply(self, req: Request, errno: int, message: str) -> Reply:
         # Reads must be answered with chunks once structured replies are on; the other commands
         # may keep simple replies (as qemu-nbd does), which every client accepts.
         if self._neg.structured and req.cmd == p.CMD_READ:
             return [p.error_chunk(req.cookie, errno, message)]
         return [p.simple_reply(errno, req.cookie)]
 
-    def _read(self, req: Request) -> list[bytes]:
+    def _read(self, req: Request) -> Reply:
         data = self._export.read(req.offset, req.length) if req.length else b""
         if len(data) != req.length:
             raise RuntimeError(f"export returned {len(data)} bytes for a read of {req.length}")
+        return self._read_reply(req, data)
+
+    def _read_reply(self, req: Request, data: bytes | memoryview) -> Reply:
         if not self._neg.structured:
             return [p.simple_reply(0, req.cookie), data]
         if not data:
             return [p.none_chunk(req.cookie)]
         return [p.data_chunk_header(req.cookie, req.offset, req.length), data]
 
-    def _write(self, req: Request) -> list[bytes]:
+    def _write(self, req: Request) -> Reply:
         if req.length:
             self._export.write(req.offset, req.data, fua=bool(req.flags & p.CMD_FLAG_FUA))
         return [p.simple_reply(0, req.cookie)]
 
-    def _flush(self, req: Request) -> list[bytes]:
+    def _flush(self, req: Request) -> Reply:
         self._export.flush()
         return [p.simple_reply(0, req.cookie)]
 
-    def _trim(self, req: Request) -> list[bytes]:
+    def _trim(self, req: Request) -> Reply:
         if req.length:
             self._export.trim(req.offset, req.length)
         if req.flags & p.CMD_FLAG_FUA:
             self._export.flush()
         return [p.simple_reply(0, req.cookie)]
 
-    def _write_zeroes(self, req: Request) -> list[bytes]:
+    def _write_zeroes(self, req: Request) -> Reply:
         if req.length:
             fua = bool(req.flags & p.CMD_FLAG_FUA)
             self._export.write_zeroes(req.offset, req.length, fua=fua)

@@ -70,7 +70,7 @@ class Wire:
             raise ConnectionClosed("end of stream")
         return data
 
-    def send(self, parts: Sequence[bytes]) -> None:
+    def send(self, parts: Sequence[bytes | memoryview]) -> None:
         """Send ``parts`` back to back as one message; raises :class:`ConnectionClosed`."""
         try:
             with self.send_lock:
