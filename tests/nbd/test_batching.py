@@ -186,3 +186,23 @@ def test_an_error_in_a_merged_read_reaches_only_the_requests_it_concerns(
     # the merged call failed, then each request ran alone
     assert gated.calls[1:] == [("read", 0, 64 * KIB)] + [
         ("read", c * 16 * KIB, 16 * KIB) for c in range(4)]
+
+
+def test_merged_structured_reads_are_one_data_chunk_each(one_worker: NbdServer,
+                                                         gated: GatedExport) -> None:
+    client = connect(one_worker.port, structured=True)
+    _queue_behind_a_held_call(client, gated)
+    for cookie in range(1, 5):
+        client.request(READ, (cookie - 1) * 8 * KIB, 8 * KIB, cookie=cookie)
+    wait_until(lambda: one_worker.queued_requests() == 4)
+    gated.gate.set()
+    chunks = {}
+    for _ in range(5):
+        flags, rtype, cookie, payload = client.structured_chunk()
+        assert (flags, rtype) == (1, 1)  # DONE, OFFSET_DATA: one chunk answers a request
+        chunks[cookie] = payload
+    image = gated.getvalue()
+    for cookie in range(1, 5):
+        start = (cookie - 1) * 8 * KIB
+        assert chunks[cookie] == start.to_bytes(8, "big") + image[start:start + 8 * KIB]
+    assert ("read", 0, 32 * KIB) in gated.calls
