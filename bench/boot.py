@@ -105,7 +105,7 @@ class Rig:
         """``count`` locked drives, each with its own AK on the key server (Secret Data)."""
 
         def one(drive_id: int) -> Doc:
-            rec, ak = self.aks.create(drive_id, self.provider_id)
+            rec, ak = self.aks.create(drive_id, self.aks.plan(self.provider_id))
             path = self.drive_dir / f"drive-{drive_id:04d}"
             with Disk.create(path, DRIVE_SIZE) as disk:
                 assert disk.sed is not None

@@ -3,18 +3,21 @@ process is killed with SIGKILL at many instants while drives are being locked wi
 authentication keys on a real PyKMIP server, or unlocked and their keys destroyed. After each
 restart the cluster finishes the switch by itself, and then: every drive is locked exactly when
 encryption is enabled, each locked drive's recorded key is active on the key server and opens
-it, no recorded key is left after a disable, and the volume reads back."""
+it, no recorded key is left after a disable, the key server holds no authentication key that no
+drive records (a kill between a Register and its record included), and the volume reads
+back."""
 
 from __future__ import annotations
 
 import os
 import random
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from sealbox.kmip.client import KeyState
+from sealbox.kmip.client import KeyState, ObjectKind
 from sealbox.kms.testing import RunningKms
 from sealbox.storage.disk import Disk
 from tests.ekm.rekey_support import kms_client, provider, read_volume, trust, write_volume
@@ -49,6 +52,10 @@ def _check(cluster: SealboxProcess, kms: RunningKms, cert: str, state: str,
     drives = cluster.rpc("ListDrives")["result"]["drives"]
     files = _drive_files(cluster)
     with kms_client(cluster, kms, cert) as client:
+        recorded = {uid for d in drives if "keyID" in d
+                    for uid in client.locate(name=f"sealbox-ak-{d['keyID']}")}
+        # every Secret Data object of this cluster on the server is a recorded drive's AK
+        assert set(client.locate(kind=ObjectKind.SECRET_DATA)) == recorded
         for d in drives:
             with Disk.open(files[d["driveID"]]) as disk:
                 assert disk.locked == (state == "enabled"), (state, d)
@@ -95,3 +102,36 @@ def test_kill_9_while_switching_encryption_at_rest(cluster: SealboxProcess, kms:
             assert read_volume(cluster, "crash", tmp_path) == data
     assert read_volume(cluster, "crash", tmp_path) == data
     assert mid_switch >= KILLS // 3, f"only {mid_switch} of {KILLS} kills hit a switch"
+
+
+def test_kill_9_between_registering_a_key_and_recording_it(
+        cluster: SealboxProcess, kms: RunningKms) -> None:
+    """The narrowest window: the key server has a drive's new AK, the cluster has not yet
+    recorded its identifier. The drive's planned record names the key, so after the restart
+    the cluster destroys it (found by name) and makes another: no key is left on the server
+    that no drive records."""
+    sf = cluster.element()
+    cert = trust(sf, kms, "sealbox-earwindow")
+    pid = provider(sf, kms, cert, "earwindow")
+    seen: set[str] = set()
+    replaced = 0
+    for _ in range(4):
+        if _settled(cluster) != "disabled":
+            cluster.rpc("DisableEncryptionAtRest")
+            wait_until(lambda: _settled(cluster) == "disabled", 60, "encryption to be disabled")
+        assert cluster.rpc("EnableEncryptionAtRest", {"keyProviderID": pid}).get("result") == {}
+
+        def unlocked_with_key() -> str | None:
+            info = cluster.rpc("GetEncryptionAtRestInfo")["result"]
+            return next((d["keyID"] for d in info["drives"]
+                         if "keyID" in d and not d["securityEnabled"]), None)
+        key_id = wait_until(unlocked_with_key, 30, "a drive with a new key", interval=0.0)
+        with kms_client(cluster, kms, cert) as client:
+            name = f"sealbox-ak-{key_id}"
+            wait_until(partial(client.locate, name=name), 30, "the Register", interval=0.0)
+            cluster.kill()  # most often before the cluster records the key's identifier
+            cluster.start()
+            assert wait_until(lambda: _settled(cluster), 60, "the switch to finish") == "enabled"
+            _check(cluster, kms, cert, "enabled", seen)
+            replaced += not client.locate(name=name)  # it was planned, not yet recorded
+    assert replaced >= 1, "no kill landed between a Register and its record"

@@ -1,6 +1,7 @@
 """AuthKeys.fetch_all over several connections to a real PyKMIP server: every key comes back,
 each Get is sent once, a refused key marks only its drive invalid, and an unreachable server
-fails the drives at once (bench/boot.py measures the speed of the same path)."""
+fails the drives at once (bench/boot.py measures the speed of the same path). Also: a planned
+record left by a crash around the Register destroys the key it names, if there is one."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def keys(kms: RunningKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     aks = AuthKeys(store, data / "keys" / "ak", keyservers, AuditLog(store))
     records, secrets = {}, {}
     for drive_id in range(1, DRIVES + 1):
-        records[drive_id], secrets[drive_id] = aks.create(drive_id, provider["keyProviderID"])
+        planned = aks.plan(provider["keyProviderID"])
+        records[drive_id], secrets[drive_id] = aks.create(drive_id, planned)
     yield Keys(aks, store, keyservers, provider["keyProviderID"], server["keyServerID"],
                records, secrets)
     store.close()
@@ -110,7 +112,7 @@ def test_every_key_fetched_once_over_several_connections(
 
 def test_a_destroyed_key_marks_only_its_drive_invalid(
         keys: Keys, counted_gets: collections.Counter[str]) -> None:
-    rec, _ = keys.aks.create(99, keys.provider_id)
+    rec, _ = keys.aks.create(99, keys.aks.plan(keys.provider_id))
     keys.aks.destroy(99, rec)
     records = {**keys.records, 99: rec}
     out = keys.aks.fetch_all(records)
@@ -137,3 +139,23 @@ def test_an_unreachable_server_fails_every_drive_at_once(
     assert not out.keys and not out.invalid
     # Each connection learns the server is gone on its first message; the rest are not sent.
     assert counted_gets["messages"] <= 3
+
+
+def test_a_planned_record_destroys_the_key_registered_under_its_name(keys: Keys) -> None:
+    planned = keys.aks.plan(keys.provider_id)
+    assert planned["kmipUID"] is None and planned["management"] == authkeys.EXTERNAL
+    made, _ = keys.aks.create(100, planned)  # the process died before recording ``made``
+    assert keys.aks.fetch(made)  # the key is on the server, named by the planned record
+    keys.aks.destroy(100, planned)
+    with pytest.raises(AkInvalid):
+        keys.aks.fetch(made)
+    audit = [e for e in AuditLog(keys.store).entries() if planned["keyID"] in e["detail"]]
+    assert [e["method"] for e in audit] == ["kmip.RegisterAuthenticationKey",
+                                            "kmip.DestroyAuthenticationKey"]
+
+
+def test_a_planned_record_whose_register_never_happened_destroys_nothing(keys: Keys) -> None:
+    planned = keys.aks.plan(keys.provider_id)
+    keys.aks.destroy(101, planned)  # nothing under that name: no error, nothing recorded
+    assert not [e for e in AuditLog(keys.store).entries() if planned["keyID"] in e["detail"]]
+    assert set(keys.aks.fetch_all(keys.records).keys) == set(keys.records)

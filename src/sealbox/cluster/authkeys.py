@@ -113,18 +113,25 @@ class AuthKeys:
             return self._keyservers.provider_endpoints(txn, provider_id)
 
     # --- create ---------------------------------------------------------------------------
-    def create(self, drive_id: int, provider_id: int | None) -> tuple[Doc, Secret]:
-        """A new AK for ``drive_id`` and its record; external keys are on the key server
-        (registered and active) when this returns. Raises the KMIP error as is."""
+    def plan(self, provider_id: int | None) -> Doc:
+        """The record of a drive's next AK, before the AK exists anywhere: its ``keyID`` (so
+        its name on a key server) is chosen here. For an external AK the caller records this
+        durably before :meth:`create` registers the key, so that a crash in between leaves a
+        record that finds the key by name (:meth:`destroy`), never a key no record names."""
+        return {"keyID": str(uuid.uuid4()), "created": now_iso(), "providerID": provider_id,
+                "kmipUID": None, "wrapped": None,
+                "management": INTERNAL if provider_id is None else EXTERNAL}
+
+    def create(self, drive_id: int, planned: Doc) -> tuple[Doc, Secret]:
+        """Make the AK a :meth:`plan` record names: the record completed, and the key.
+        External keys are on the key server (registered and active) when this returns.
+        Raises the KMIP error as is."""
         ak = Secret(os.urandom(AK_SIZE))
-        key_id = str(uuid.uuid4())
-        rec: Doc = {"keyID": key_id, "created": now_iso(), "providerID": provider_id,
-                    "kmipUID": None, "wrapped": None}
-        if provider_id is None:
-            rec["management"] = INTERNAL
+        rec = dict(planned)
+        key_id, provider_id = rec["keyID"], rec["providerID"]
+        if rec["management"] == INTERNAL:
             rec["wrapped"] = base64.b64encode(wrap_key(self._kek(), ak)).decode()
         else:
-            rec["management"] = EXTERNAL
             with self._client(provider_id) as client:
                 rec["kmipUID"] = client.register_secret_data(ak, kmip_name(key_id))
             self._audit.record("sealbox", "kmip.RegisterAuthenticationKey", [], "success",
@@ -248,13 +255,16 @@ class AuthKeys:
     # --- destroy --------------------------------------------------------------------------
     def destroy(self, drive_id: int, rec: Doc) -> None:
         """Revoke and destroy an external AK (already gone is fine); an internal one has
-        nothing outside its record, which the caller deletes."""
+        nothing outside its record, which the caller deletes. A record without a ``kmipUID``
+        (planned, and the process stopped around the Register) destroys whatever the key
+        server holds under the key's name: nothing, or the key registered just before."""
         if rec["management"] != EXTERNAL:
             return
-        uid = rec["kmipUID"]
         with self._client(rec["providerID"]) as client:
-            if not client.revoke_and_destroy(uid):
-                return  # already gone: a repeated destroy
-        self._audit.record("sealbox", "kmip.DestroyAuthenticationKey", [], "success",
-                           f"drive={drive_id} keyID={rec['keyID']} provider={rec['providerID']}")
-
+            uids = [rec["kmipUID"]] if rec["kmipUID"] else client.locate(
+                name=kmip_name(rec["keyID"]))
+            gone = [uid for uid in uids if client.revoke_and_destroy(uid)]
+        if gone:  # not again for a repeated destroy
+            self._audit.record(
+                "sealbox", "kmip.DestroyAuthenticationKey", [], "success",
+                f"drive={drive_id} keyID={rec['keyID']} provider={rec['providerID']}")

@@ -255,12 +255,21 @@ class EarService:
             if rec is not None and rec.get("state") != "active":
                 self._set_ak(drive_id, {**rec, "state": "active"})  # crashed right after
             return
-        if rec is not None and rec["providerID"] != state["providerID"]:
-            self._aks.destroy(drive_id, rec)  # a pending key from an earlier enable
+        if rec is not None and (rec["providerID"] != state["providerID"]
+                                or rec.get("state") == "planned"):
+            # A pending key from an earlier enable, or one whose Register may or may not have
+            # happened before a crash: destroyed (by name, if need be), and a new one made.
+            self._aks.destroy(drive_id, rec)
             self._set_ak(drive_id, None)
             rec = None
         if rec is None:
-            rec, ak = self._aks.create(drive_id, state["providerID"])
+            rec = self._aks.plan(state["providerID"])
+            if rec["management"] == EXTERNAL:
+                # Named before it exists on the key server: see AuthKeys.plan.
+                self._set_ak(drive_id, {**rec, "state": "planned"})
+                self._pause()
+            rec, ak = self._aks.create(drive_id, rec)
+            self._pause()
             rec = {**rec, "state": "pending"}
             self._set_ak(drive_id, rec)  # durable before the drive uses it
         else:
