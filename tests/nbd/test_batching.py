@@ -206,3 +206,21 @@ def test_merged_structured_reads_are_one_data_chunk_each(one_worker: NbdServer,
         start = (cookie - 1) * 8 * KIB
         assert chunks[cookie] == start.to_bytes(8, "big") + image[start:start + 8 * KIB]
     assert ("read", 0, 32 * KIB) in gated.calls
+
+
+def test_thousands_of_merged_small_reads_are_all_answered(one_worker: NbdServer,
+                                                          gated: GatedExport) -> None:
+    # 2048 reads of 32 bytes make one 64 KiB call; their 4096 reply parts are more than one
+    # sendmsg may carry (IOV_MAX), so they must go out in several.
+    client = connect(one_worker.port)
+    _queue_behind_a_held_call(client, gated)
+    count = 2048
+    for i in range(count):
+        client.request(READ, i * 32, 32, cookie=10_000 + i)
+    wait_until(lambda: one_worker.queued_requests() == count, timeout=30)
+    gated.gate.set()
+    cookies = range(10_000, 10_000 + count)
+    replies = _replies(client, count + 1, dict.fromkeys(cookies, 32) | {999: 4 * KIB})
+    image = gated.getvalue()
+    assert all(replies[10_000 + i] == (0, image[i * 32:(i + 1) * 32]) for i in range(count))
+    assert gated.calls[1:] == [("read", 0, count * 32)]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 _DISCARD_CHUNK = 1024 * 1024
+_MAX_PARTS = 512  # buffers per sendmsg, well under Linux's IOV_MAX (1024)
 
 
 class ConnectionClosed(Exception):
@@ -71,13 +72,18 @@ class Wire:
         return data
 
     def send(self, parts: Sequence[bytes | memoryview]) -> None:
-        """Send ``parts`` back to back as one message; raises :class:`ConnectionClosed`."""
+        """Send ``parts`` back to back, uninterrupted by other senders; raises
+        :class:`ConnectionClosed`. The replies of a merged batch may be thousands of parts:
+        they go out in gather-sends of at most :data:`_MAX_PARTS` (the kernel's IOV_MAX is
+        1024)."""
         try:
             with self.send_lock:
-                sent = self.sock.sendmsg(parts)
-                total = sum(len(p) for p in parts)
-                if sent < total:  # rare: a signal or a full buffer cut the gather-send short
-                    self.sock.sendall(b"".join(parts)[sent:])
+                for start in range(0, len(parts), _MAX_PARTS):
+                    group = parts[start:start + _MAX_PARTS]
+                    sent = self.sock.sendmsg(group)
+                    total = sum(len(p) for p in group)
+                    if sent < total:  # rare: a signal or a full buffer cut the send short
+                        self.sock.sendall(b"".join(group)[sent:])
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
 
