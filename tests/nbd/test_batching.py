@@ -152,15 +152,21 @@ def test_queued_adjacent_writes_become_one_call(one_worker: NbdServer,
     assert gated.fua_writes == 1
 
 
-def test_each_request_of_a_merged_read_gets_its_own_data(one_worker: NbdServer,
-                                                         gated: GatedExport) -> None:
-    client = connect(one_worker.port)
+def _four_adjacent_reads(server: NbdServer, gated: GatedExport) -> dict[int, tuple[int, bytes]]:
+    """Reads of 16 KiB at 0, 16, 32 and 48 KiB (cookies 1-4), queued behind a held call, then
+    let go; their replies by cookie."""
+    client = connect(server.port)
     _queue_behind_a_held_call(client, gated)
     for cookie in range(1, 5):
         client.request(READ, (cookie - 1) * 16 * KIB, 16 * KIB, cookie=cookie)
-    wait_until(lambda: one_worker.queued_requests() == 4)
+    wait_until(lambda: server.queued_requests() == 4)
     gated.gate.set()
-    replies = _replies(client, 5, dict.fromkeys(range(1000), 16 * KIB) | {999: 4 * KIB})
+    return _replies(client, 5, dict.fromkeys(range(1, 5), 16 * KIB) | {999: 4 * KIB})
+
+
+def test_each_request_of_a_merged_read_gets_its_own_data(one_worker: NbdServer,
+                                                         gated: GatedExport) -> None:
+    replies = _four_adjacent_reads(one_worker, gated)
     image = gated.getvalue()
     for cookie in range(1, 5):
         start = (cookie - 1) * 16 * KIB
@@ -171,13 +177,7 @@ def test_each_request_of_a_merged_read_gets_its_own_data(one_worker: NbdServer,
 def test_an_error_in_a_merged_read_reaches_only_the_requests_it_concerns(
         one_worker: NbdServer, gated: GatedExport) -> None:
     gated.bad = range(20 * KIB, 21 * KIB)  # inside the second request only
-    client = connect(one_worker.port)
-    _queue_behind_a_held_call(client, gated)
-    for cookie in range(1, 5):
-        client.request(READ, (cookie - 1) * 16 * KIB, 16 * KIB, cookie=cookie)
-    wait_until(lambda: one_worker.queued_requests() == 4)
-    gated.gate.set()
-    replies = _replies(client, 5, dict.fromkeys(range(1000), 16 * KIB) | {999: 4 * KIB})
+    replies = _four_adjacent_reads(one_worker, gated)
     image = gated.getvalue()
     assert replies[2] == (EIO, b"")
     for cookie in (1, 3, 4):
