@@ -36,6 +36,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealboxProcess
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def key_provider(cluster: SealboxProcess, kms: RunningKms) -> tuple[str, int]:
+    """The cluster's KMIP client certificate and a key provider on ``kms``, made once: a new
+    key pair is refused while a key server uses the current one."""
+    sf = cluster.element()
+    cert = trust(sf, kms, "sealbox-earcrash")
+    return cert, provider(sf, kms, cert, "earcrash")
+
+
 def _settled(cluster: SealboxProcess) -> str | None:
     state: str = cluster.rpc("GetClusterInfo")["result"]["clusterInfo"]["encryptionAtRestState"]
     return state if state in ("enabled", "disabled") else None
@@ -73,10 +82,9 @@ def _check(cluster: SealboxProcess, kms: RunningKms, cert: str, state: str,
 
 
 def test_kill_9_while_switching_encryption_at_rest(cluster: SealboxProcess, kms: RunningKms,
+                                                   key_provider: tuple[str, int],
                                                    tmp_path: Path) -> None:
-    sf = cluster.element()
-    cert = trust(sf, kms, "sealbox-earcrash")
-    pid = provider(sf, kms, cert, "earcrash")
+    cert, pid = key_provider
     data = write_volume(cluster, "crash", tmp_path)
     rng = random.Random(7)
     seen_keys: set[str] = set()
@@ -105,14 +113,12 @@ def test_kill_9_while_switching_encryption_at_rest(cluster: SealboxProcess, kms:
 
 
 def test_kill_9_between_registering_a_key_and_recording_it(
-        cluster: SealboxProcess, kms: RunningKms) -> None:
+        cluster: SealboxProcess, kms: RunningKms, key_provider: tuple[str, int]) -> None:
     """The narrowest window: the key server has a drive's new AK, the cluster has not yet
     recorded its identifier. The drive's planned record names the key, so after the restart
     the cluster destroys it (found by name) and makes another: no key is left on the server
     that no drive records."""
-    sf = cluster.element()
-    cert = trust(sf, kms, "sealbox-earwindow")
-    pid = provider(sf, kms, cert, "earwindow")
+    cert, pid = key_provider
     seen: set[str] = set()
     replaced = 0
     for _ in range(4):
