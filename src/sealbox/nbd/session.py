@@ -183,9 +183,7 @@ class Session:
                 self._export.write(batch.offset, data,
                                    fua=bool(batch.first.flags & p.CMD_FLAG_FUA))
                 return [p.simple_reply(0, r.cookie) for r in requests]
-            data = self._export.read(batch.offset, batch.length)
-            if len(data) != batch.length:
-                raise RuntimeError(f"export returned {len(data)} bytes for {batch.length}")
+            data = self._read_exact(batch.offset, batch.length)
         except Exception:  # each request again, alone, for its own answer
             return [part for r in requests for part in self._run(r)]
         view, replies = memoryview(data), []
@@ -219,10 +217,13 @@ class Session:
         return [p.simple_reply(errno, req.cookie)]
 
     def _read(self, req: Request) -> Reply:
-        data = self._export.read(req.offset, req.length) if req.length else b""
-        if len(data) != req.length:
-            raise RuntimeError(f"export returned {len(data)} bytes for a read of {req.length}")
-        return self._read_reply(req, data)
+        return self._read_reply(req, self._read_exact(req.offset, req.length))
+
+    def _read_exact(self, offset: int, length: int) -> bytes:
+        data = self._export.read(offset, length) if length else b""
+        if len(data) != length:
+            raise RuntimeError(f"export returned {len(data)} bytes for a read of {length}")
+        return data
 
     def _read_reply(self, req: Request, data: bytes | memoryview) -> Reply:
         if not self._neg.structured:
