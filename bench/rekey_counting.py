@@ -89,11 +89,14 @@ class Counter:
                     add("kmip", time.perf_counter() - t0, operation)
             return counted
 
-        def opened(orig: Any) -> Any:
-            def counted(conn: Any) -> Any:
-                add("connections")
-                return orig(conn)
-            return counted
+        def counting(what: str) -> Callable[[Any], Any]:
+            """A wrapper that counts each call of a one-argument method under ``what``."""
+            def wrap(orig: Any) -> Any:
+                def counted(obj: Any) -> Any:
+                    add(what)
+                    return orig(obj)
+                return counted
+            return wrap
 
         def synced(orig: Any) -> Any:
             def counted(fd: int) -> None:
@@ -104,16 +107,13 @@ class Counter:
                     add("fsync", time.perf_counter() - t0)
             return counted
 
-        def written(orig: Any) -> Any:
-            def counted(store: Any) -> Any:
-                add("store_writes")
-                return orig(store)
-            return counted
-
         self._patch(KmipConnection, "call", call)
-        self._patch(KmipConnection, "_open", opened)
+        self._patch(KmipConnection, "_open", counting("connections"))
+        # Drive headers are made durable with fsync on a plain file and fdatasync through a
+        # self-encrypting drive (what the cluster provisions): both are drive fsyncs.
         self._patch(drive_io, "sync_all", synced)
-        self._patch(SqliteStore, "write", written)
+        self._patch(drive_io, "sync_data", synced)
+        self._patch(SqliteStore, "write", counting("store_writes"))
 
     def uninstall(self) -> None:
         while self._undo:
