@@ -28,6 +28,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different free ports. All are held bound until every one is picked: two
+    :func:`free_port` calls in a row return the same port about once in 16,000."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -50,8 +63,7 @@ class SealboxProcess:
         self.drive_size = drive_size
         self.nodes = nodes
         self.env = dict(env or {})
-        self.port = free_port()
-        self.nbd_port = free_port()
+        self.port, self.nbd_port = free_ports(2)  # never the same port twice
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
