@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -104,7 +105,9 @@ def test_registered_secret_data_round_trips(source: KeySource, client: KmipClien
 
 
 def test_locate_by_name_and_kind(source: KeySource) -> None:
-    name = f"locate-{id(source)}"
+    # Unique per run: the key server outlives this test, and id(source) may name the same
+    # address in both parametrizations (the first client is freed before the second).
+    name = f"locate-{uuid.uuid4().hex}"
     key = source.create_symmetric_key(name)
     secret = source.register_secret_data(Secret(b"s" * 16), name + "-ak")
     assert source.locate(name) == [key]
