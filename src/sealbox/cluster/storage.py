@@ -163,6 +163,16 @@ class StorageService:
         entry = self._drives.get(drive_id)
         return None if entry is None else sed_of(entry[1])
 
+    def powered_sed(self, drive_id: int) -> SelfEncryptingDrive | None:
+        """The self-encrypting drive under ``drive_id`` while it is powered on: in service, or
+        waiting (locked) for its authentication key. Read without the lock, which a start
+        holds while it fetches keys: a listing must not wait on a key server."""
+        entry = self._drives.get(drive_id)
+        if entry is not None:
+            return sed_of(entry[1])
+        disk = self._powered.get(drive_id)
+        return None if disk is None else disk.sed
+
     def _try_open_engine(self) -> None:
         specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
         with self._store.read() as txn:

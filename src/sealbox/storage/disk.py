@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -27,7 +28,7 @@ from sealbox.storage.drive_media import FileMedia, FileSectors, SedMedia
 from sealbox.storage.header import DATA_OFFSET_SECTORS
 from sealbox.storage.header import choose_current as choose_header
 from sealbox.storage.sed import DEFAULT_MAX_ATTEMPTS, SelfEncryptingDrive
-from sealbox.storage.sed_format import LARGE_UNIT_SECTORS, METADATA_COPIES
+from sealbox.storage.sed_format import LARGE_UNIT_SECTORS, METADATA_COPIES, Locking
 from sealbox.storage.sed_format import choose_current as choose_sed_metadata
 
 SED_MAGIC = b"SEALBSED"
@@ -164,11 +165,20 @@ def sed_of(drive: Drive) -> SelfEncryptingDrive | None:
     return media.sed if isinstance(media, SedMedia) else None
 
 
-def probe(path: str | Path) -> uuid.UUID:
-    """The UUID a drive file answers to, read without powering it on or unlocking it (so a
-    health check never disturbs the drive in service): the SED's media id, or the header UUID
-    of a plain drive. Raises the format's corruption errors, ``DriveTruncated`` (the file is
-    shorter than the data area it says it has) or ``DriveIOError``."""
+@dataclass(frozen=True)
+class DiskProbe:
+    """What a drive file says about itself, read without powering it on."""
+
+    ident: uuid.UUID  # the SED's media id, or the header UUID of a plain drive
+    self_encrypting: bool
+    locking_enabled: bool  # a SED whose MEK is wrapped under an AK (comes up locked)
+
+
+def inspect(path: str | Path) -> DiskProbe:
+    """Read a drive file's identity and locking state without powering it on or unlocking it
+    (so a health check or a listing never disturbs the drive in service). Raises the
+    format's corruption errors, ``DriveTruncated`` (the file is shorter than the data area it
+    says it has) or ``DriveIOError``."""
     name = os.fspath(path)
     file = FileMedia(drive_io.open_drive(name, create=False))
     try:
@@ -176,15 +186,22 @@ def probe(path: str | Path) -> uuid.UUID:
         copies = [raw[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] for i in range(METADATA_COPIES)]
         if _is_sed(raw):
             meta = choose_sed_metadata(copies)
-            ident, end = meta.media_id, meta.data_offset + meta.sector_count
+            found = DiskProbe(meta.media_id, True, meta.locking is Locking.ON)
+            end = meta.data_offset + meta.sector_count
         else:
             header = choose_header(copies)
-            ident, end = header.drive_uuid, header.data_offset + header.sector_count
+            found = DiskProbe(header.drive_uuid, False, False)
+            end = header.data_offset + header.sector_count
         if file.size() < end * SECTOR_SIZE:
             raise DriveTruncated(f"{name} is smaller than its data area")
-        return ident
+        return found
     finally:
         file.close()
+
+
+def probe(path: str | Path) -> uuid.UUID:
+    """The UUID a drive file answers to (see :func:`inspect`)."""
+    return inspect(path).ident
 
 
 def _is_sed(first_two_sectors: bytes) -> bool:
