@@ -16,6 +16,7 @@ from tests.support.proc import SealboxProcess, wait_until
 READ_METHODS = [
     "GetAPI", "GetClusterInfo", "ListActiveNodes", "ListAllNodes", "ListDrives",
     "GetClusterCapacity", "ListClusterAdmins", "ListClusterFaults", "ListAsyncResults",
+    "GetDriveConfig",
 ]
 
 
@@ -51,6 +52,29 @@ def test_sdk_reads_the_cluster(sealbox: SealboxProcess) -> None:
     cap = sf.get_cluster_capacity().cluster_capacity
     assert cap.max_used_space == 8 * 64 * 2**20
     assert cap.max_used_metadata_space == 4 * 64 * 2**20
+
+
+def test_sdk_drive_config(sealbox: SealboxProcess) -> None:
+    """GetDriveConfig (a node method in the SDK, reachable on any port but 443) parses into
+    the SDK's models: every node's drives, or one node's with the ``nodeID`` addition."""
+    config = sealbox.element().get_drive_config().drive_config
+    assert len(config.drives) == 12 and config.num_total_actual == 12
+    assert (config.num_slice_expected, config.num_block_expected) == (4, 8)
+    listed = {d["serial"]: d for d in sealbox.rpc("ListDrives")["result"]["drives"]}
+    for drive in config.drives:
+        assert drive.connected and drive.security_supported and isinstance(drive.uuid, uuid.UUID)
+        assert not drive.security_enabled and not drive.security_locked  # no hardware EAR
+        assert drive.size == listed[drive.serial]["capacity"]
+        assert drive.drive_type == ("Slice" if listed[drive.serial]["type"] == "volume"
+                                    else "Block")
+    assert len({d.uuid for d in config.drives}) == 12
+    one = sealbox.rpc("GetDriveConfig", {"nodeID": 3})["result"]["driveConfig"]
+    node3 = {s for s, d in listed.items() if d["nodeID"] == 3}
+    assert {d["serial"] for d in one["drives"]} == node3 and one["numTotalExpected"] == 3
+    err = sealbox.rpc("GetDriveConfig", {"nodeID": 99})["error"]
+    assert err["name"] == "xNodeIDDoesNotExist" and "99" in err["message"]
+    err = sealbox.rpc("GetDriveConfig", {"nodeID": "three"})["error"]
+    assert err["name"] == "xInvalidParameter" and "nodeID" in err["message"]
 
 
 def test_sdk_admins(sealbox: SealboxProcess) -> None:

@@ -101,6 +101,21 @@ def test_drive_list_shows_every_drive_active(
     assert sorted(d["nodeID"] for d in drives if d["type"] == "volume") == list(range(1, NODES + 1))
 
 
+def test_drive_getconfig_shows_what_the_drives_report(
+    sealbox: SealboxProcess, cli_env: Env
+) -> None:
+    config = result_of(sealbox, cli_env, "drive", "getconfig")["driveConfig"]
+    assert config["numTotalExpected"] == config["numTotalActual"] == NODES * DRIVES_PER_NODE
+    assert config["numSliceActual"] == NODES
+    assert all(d["connected"] and d["securitySupported"] and not d["securityLocked"]
+               for d in config["drives"])
+    done = sfcli(sealbox, cli_env, "drive", "getconfig", raw_json=False)
+    assert done.returncode == 0, done.stderr
+    dumped = json.loads(done.stdout)  # the SDK parsed it into its models
+    assert dumped["py/object"] == "solidfire.models.GetDriveConfigResult"
+    assert len(dumped["drive_config"]["drives"]) == NODES * DRIVES_PER_NODE
+
+
 def test_node_listactive_names_the_nodes(sealbox: SealboxProcess, cli_env: Env) -> None:
     nodes = result_of(sealbox, cli_env, "node", "listactive")["nodes"]
     assert [n["nodeID"] for n in nodes] == list(range(1, NODES + 1))

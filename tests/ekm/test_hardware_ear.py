@@ -65,6 +65,15 @@ def _faults(cluster: SealboxProcess, code: str, which: str = "current") -> list[
     return [f for f in faults if f["code"] == code]
 
 
+def _security(cluster: SealboxProcess) -> dict[str, tuple[bool, bool]]:
+    """(securityEnabled, securityLocked) of each drive by serial, as GetDriveConfig shows the
+    drives' own state."""
+    config = cluster.rpc("GetDriveConfig")["result"]["driveConfig"]
+    assert_complete("GetDriveConfig", {"driveConfig": config})
+    assert config["numTotalActual"] == config["numTotalExpected"] == 4
+    return {d["serial"]: (d["securityEnabled"], d["securityLocked"]) for d in config["drives"]}
+
+
 def _ak_uid(keyserver: ProviderClient, key_id: str) -> list[str]:
     return keyserver.locate(name=f"sealbox-ak-{key_id}")
 
@@ -118,6 +127,8 @@ def test_enable_with_a_provider_puts_one_active_ak_per_drive_on_the_key_server(
             disk.unlock(ak)
             assert disk.drive().uuid is not None
     assert len(key_ids) == 4  # one key per drive
+    # The drives themselves: locking enabled, and unlocked (in service).
+    assert set(_security(cluster).values()) == {(True, False)}
     setup["keyIDs"] = key_ids
 
 
@@ -138,9 +149,12 @@ def test_boot_with_the_key_server_down_keeps_drives_locked_then_recovers(
             capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "locked" in out.stderr
         assert _state(cluster) == "enabled"  # the API keeps answering
+        # Every drive is powered on and waits, locked, for its key.
+        assert set(_security(cluster).values()) == {(True, True)}
     finally:
         kms.start()
     wait_until(lambda: not _faults(cluster, "kmipServerFault"), 60, "the fault to resolve")
+    assert set(_security(cluster).values()) == {(True, False)}
     assert read_volume(cluster, "sed", tmp_path) == data
 
 
@@ -197,6 +211,7 @@ def test_disable_destroys_the_aks_and_keeps_the_data(
                    for d in cluster.rpc("GetEncryptionAtRestInfo")["result"]["drives"])
     for key_id in key_ids:
         assert _ak_uid(keyserver, key_id) == []
+    assert set(_security(cluster).values()) == {(False, False)}
     for d in _drives(cluster):
         assert "keyID" not in d and "keyProviderID" not in d
         with Disk.open(_drive_file(cluster, d)) as disk:

@@ -1,4 +1,4 @@
-"""ListDrives, AddDrives, RemoveDrives, SecureEraseDrives.
+"""ListDrives, GetDriveConfig, AddDrives, RemoveDrives, SecureEraseDrives.
 
 The three changing methods return an async handle at once (poll with GetAsyncResult); drive IDs
 may arrive as numeric strings (sfcli sends ``["1","2"]``).
@@ -11,10 +11,11 @@ from typing import Any
 
 from sealbox.api.params import ID, INT_MAX, P, to_int
 from sealbox.api.registry import CallContext, Params, Result, method
+from sealbox.cluster.drive_config import drive_config
 from sealbox.cluster.drives import NewDrive, shown_status
 from sealbox.cluster.formation import require_cluster
 from sealbox.cluster.topology import drive_info
-from sealbox.errors import InvalidParameter
+from sealbox.errors import InvalidParameter, NodeNotFound
 from sealbox.store.base import Txn
 
 _DRIVE_ID = ID("driveID")
@@ -50,6 +51,18 @@ def list_drives(ctx: CallContext, params: Params) -> Result:
         info["status"] = shown_status(doc)
         drives.append(info)
     return {"drives": drives}
+
+
+@method("GetDriveConfig", ID("nodeID", required=False), category="drives", bootstrap=True)
+def get_drive_config(ctx: CallContext, params: Params) -> Result:
+    """The drives as they report themselves; every node's, or ``nodeID``'s (an addition:
+    Element asks each node on its own endpoint, sealbox has one for all)."""
+    topology = ctx.cluster.topology
+    node_id = params["nodeID"]
+    if node_id is not None and all(n["nodeID"] != node_id for n in topology.nodes()):
+        raise NodeNotFound(f"Node {node_id} does not exist.")
+    drives = [d for d in topology.drives() if node_id is None or d["nodeID"] == node_id]
+    return {"driveConfig": drive_config(drives, ctx.cluster.storage.powered_sed)}
 
 
 @method(
