@@ -23,6 +23,7 @@ from sealbox.cluster.topology import DRIVES, DriveRole, DriveStatus
 from sealbox.errors import SealboxError
 from sealbox.storage.disk import Disk, sed_of
 from sealbox.storage.drive import Drive
+from sealbox.storage.drive_errors import DriveIOError
 from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.header import EncryptionMode
 from sealbox.storage.keysource import KeySource
@@ -129,7 +130,8 @@ class StorageService:
             try:
                 for doc in todo:
                     if doc["driveID"] not in self._powered:
-                        self._powered[doc["driveID"]] = Disk.open(doc["path"])
+                        self._power_on_or_note(doc, outcome)
+                todo = [d for d in todo if d["driveID"] not in outcome.broken]
                 self._unlock_powered(todo, outcome)
                 if outcome.unavailable:
                     first = next(iter(outcome.unavailable.values()))
@@ -142,14 +144,29 @@ class StorageService:
                     if doc["driveID"] in outcome.invalid:
                         continue
                     disk = self._powered.pop(doc["driveID"])
-                    self._drives[doc["driveID"]] = (doc, self._open(doc, disk))
+                    if _header_reads(doc, disk, outcome):
+                        self._drives[doc["driveID"]] = (doc, self._open(doc, disk))
             except SealboxError as e:
                 self.unavailable_reason = f"drives are locked: {e.message}"
                 log.warning("storage unavailable: %s", e.message)
                 outcome.error = e
                 return outcome
             self._try_open_engine()
+            if self.engine is None and outcome.broken:
+                lowest = min(outcome.broken)
+                self.unavailable_reason += (
+                    f"; drive(s) {sorted(outcome.broken)} could not be opened (drive {lowest}: "
+                    f"{outcome.broken[lowest].message})")
         return outcome
+
+    def _power_on_or_note(self, doc: Doc, outcome: StartOutcome) -> None:
+        """Power a drive on for :meth:`start`, or note it in ``outcome.broken`` if its file is
+        missing or does not read: a drive that died while the cluster was down is failed like
+        one that dies in service, not a reason to serve nothing."""
+        try:
+            self._powered[doc["driveID"]] = Disk.open(doc["path"])
+        except (SealboxError, OSError) as e:
+            outcome.broken[doc["driveID"]] = _as_error(doc, e)
 
     def _unlock_powered(self, todo: list[Doc], outcome: StartOutcome) -> None:
         unlock_disks(self._aks, self._powered, todo, outcome)
@@ -234,7 +251,30 @@ class StartOutcome:
 
     invalid: dict[int, SealboxError] = field(default_factory=dict)
     unavailable: dict[int, AkUnavailable] = field(default_factory=dict)
+    # Files missing or unreadable (not a key problem): failed once the volumes open without
+    # them, so that the cluster never fails drives while it cannot serve anyway (a data
+    # directory not mounted yet makes every drive "missing").
+    broken: dict[int, SealboxError] = field(default_factory=dict)
     error: SealboxError | None = None
+
+
+def _header_reads(doc: Doc, disk: Disk, outcome: StartOutcome) -> bool:
+    """True if the sealbox drive on an unlocked disk opens; else the disk is closed and the
+    drive noted in ``outcome.broken`` (a corrupt or truncated header is the drive's fault,
+    not a locked one)."""
+    try:
+        disk.drive()
+    except (SealboxError, OSError) as e:
+        disk.close()
+        outcome.broken[doc["driveID"]] = _as_error(doc, e)
+        return False
+    return True
+
+
+def _as_error(doc: Doc, error: SealboxError | OSError) -> SealboxError:
+    if isinstance(error, SealboxError):
+        return error
+    return DriveIOError(f"{doc['path']}: {error.strerror or error}")
 
 
 def unlock_disks(aks: AuthKeys, disks: Mapping[int, Disk], docs: Sequence[Doc],

@@ -9,6 +9,10 @@ If it cannot, ``kmipServerFault`` (error) names the provider, its servers and th
 drives stay locked, NBD refuses to serve volumes, and the API keeps answering so the admin can
 fix the key server configuration. Attempts repeat with capped exponential backoff, and the
 first success unlocks everything and resolves the fault by itself.
+
+A drive that does not open at all (file missing, metadata unreadable: it died while the cluster
+was down) is failed once the volumes open without it. If they cannot, nothing is failed,
+``volumesOffline`` says why, and the same retries go on (see ``StartOutcome.broken``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sealbox.errors import SealboxError
 from sealbox.store.base import ConfigStore, Doc
 
 CODE = "kmipServerFault"
+OFFLINE = "volumesOffline"  # drives missing or unreadable at start-up, too many to serve
 SUBJECT = "boot-unlock"
 log = logging.getLogger("sealbox.unlock")
 
@@ -85,9 +90,14 @@ class Unlocker:
         for drive_id, error in outcome.invalid.items():
             self._key_invalid(drive_id, error)
         if self._storage.engine is None:
+            if outcome.broken:
+                self._offline(outcome.broken)
             return False
+        for drive_id, error in outcome.broken.items():
+            self._broken(drive_id, error)
         self._volumes.reconcile()
         self._faults.resolve(CODE, SUBJECT)
+        self._faults.resolve(OFFLINE, SUBJECT)
         self.unlocked.set()
         for hook in self.after_unlock:
             hook()
@@ -101,6 +111,25 @@ class Unlocker:
         log.error("drive %d failed: %s", drive_id, error.message)
         if doc is not None and self.fail_drive is not None:
             self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
+
+    def _broken(self, drive_id: int, error: SealboxError) -> None:
+        """A drive that died while the cluster was down: failed, as one failing in service
+        is, and its data re-protected from the other copies (the volumes are served)."""
+        with self._store.read() as txn:
+            doc = txn.get(DRIVES, drive_id)
+        log.error("drive %d could not be opened at start-up: %s", drive_id, error.message)
+        if doc is not None and self.fail_drive is not None:
+            self.fail_drive(doc, f"it could not be opened at start-up: {error.message}")
+
+    def _offline(self, broken: dict[int, SealboxError]) -> None:
+        """Too many drives do not open to serve the volumes: none is failed (a data directory
+        not mounted yet looks the same), the attempts go on, and the admin is told."""
+        self._faults.raise_fault(Fault(
+            OFFLINE, Severity.ERROR, FaultType.CLUSTER,
+            f"Volumes are not served: {self._storage.unavailable_reason}. The cluster retries "
+            "by itself and serves the volumes as soon as enough drives open.",
+            subject=SUBJECT, drive_ids=tuple(sorted(broken))))
+        log.warning("volumes offline: %s", self._storage.unavailable_reason)
 
     def _aks_unavailable(self, unavailable: dict[int, AkUnavailable]) -> None:
         with self._store.read() as txn:
