@@ -27,6 +27,12 @@ def _doc(drive_id: int, path: Path, role: str = "block", slot: int = 1) -> dict[
             "capacity": SIZE, "serial": f"sealbox-test{drive_id:04d}"}
 
 
+def _scribble(path: Path, offset: int, length: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(os.urandom(length))
+
+
 def _nothing_powered(drive_id: int) -> SelfEncryptingDrive | None:
     return None
 
@@ -40,14 +46,19 @@ def test_drives_not_powered_on_are_read_without_unlocking(tmp_path: Path) -> Non
         disk.sed.enable_locking(ak)
         media_id = disk.sed.media_id
     Drive.create(plain_file, SIZE).close()  # a drive file from before drives were SEDs
+    torn_file = tmp_path / "t.img"
+    Disk.create(torn_file, SIZE).close()
+    _scribble(torn_file, 0, 2 * 4096)  # both metadata copies: nothing about it is known
+    # One metadata copy torn: a power-on would rewrite it from the other, looking must not.
+    _scribble(block_file, 4096, 4096)
     before = {p: p.read_bytes() for p in (slice_file, block_file)}
     docs = [_doc(1, slice_file, "slice", 0), _doc(2, block_file), _doc(3, plain_file, slot=2),
-            _doc(4, tmp_path / "gone.img", slot=3)]
+            _doc(4, tmp_path / "gone.img", slot=3), _doc(5, torn_file, slot=4)]
 
     config = drive_config(docs, _nothing_powered)
 
     assert_complete("GetDriveConfig", {"driveConfig": config})
-    s, b, p, gone = config["drives"]
+    s, b, p, gone, torn = config["drives"]
     assert (s["driveType"], b["driveType"]) == ("Slice", "Block")
     assert s["securitySupported"] and not s["securityEnabled"] and not s["securityLocked"]
     # Locking enabled and nobody unlocked it: the drive is locked, and says whose it is.
@@ -58,10 +69,12 @@ def test_drives_not_powered_on_are_read_without_unlocking(tmp_path: Path) -> Non
     assert not gone["connected"] and gone["scsiState"] == "Missing"
     assert gone["uuid"] == str(uuid.UUID(int=0)) and not gone["securitySupported"]
     assert all(d["connected"] and d["scsiState"] == "Running" for d in (s, b, p))
+    assert torn["connected"] and torn["scsiState"] == "Unknown"
+    assert torn["uuid"] == str(uuid.UUID(int=0))
     assert [d["path"] for d in config["drives"]] == [doc["path"] for doc in docs]
     assert (config["numSliceExpected"], config["numSliceActual"]) == (1, 1)
-    assert (config["numBlockExpected"], config["numBlockActual"]) == (3, 2)
-    assert (config["numTotalExpected"], config["numTotalActual"]) == (4, 3)
+    assert (config["numBlockExpected"], config["numBlockActual"]) == (4, 3)
+    assert (config["numTotalExpected"], config["numTotalActual"]) == (5, 4)
     # Looking never changed a drive: no power-on, no healed metadata, no attempt counted.
     assert {f: f.read_bytes() for f in before} == before
 

@@ -50,6 +50,7 @@ class Security:
     locked: bool = False
     at_maximum: bool = False  # wrong keys exhausted: refuses every key until power-off
     ident: uuid.UUID | None = None
+    readable: bool = True  # False: its metadata does not read, so nothing above is known
 
 
 def drive_config(drives: Iterable[Doc], powered_sed: PoweredSed) -> Doc:
@@ -91,7 +92,8 @@ def _drive(doc: Doc, powered_sed: PoweredSed) -> Doc:
         "pathLink": os.path.realpath(path),
         "product": SED_PRODUCT if security.supported else PLAIN_PRODUCT,
         "scsiCompatId": doc["serial"],
-        "scsiState": "Running" if connected else "Missing",
+        "scsiState": ("Running" if security.readable else "Unknown") if connected
+        else "Missing",
         "securityAtMaximum": security.at_maximum,
         "securityEnabled": security.enabled,
         "securityFrozen": False,  # emulated drives have no freeze lock
@@ -127,6 +129,6 @@ def _security(drive_id: int, path: str, powered_sed: PoweredSed) -> Security:
         # Unreadable metadata: the drive is there but says nothing; ListDrives and the
         # drive faults tell why.
         log.info("drive %s: metadata unreadable for GetDriveConfig: %s", drive_id, e)
-        return Security()
+        return Security(readable=False)
     return Security(found.self_encrypting, found.locking_enabled, found.locking_enabled,
                     False, found.ident)

@@ -99,8 +99,11 @@ class FaultService:
                 return self.raise_fault(fault, t)
         for fid, doc in txn.list(COLL):
             if _is_open(doc, fault.code, fault.subject):
-                if doc["details"] != fault.details or doc["severity"] != fault.severity:
-                    doc.update(details=fault.details, severity=str(fault.severity))
+                # Still open: keep its ID and date, bring what it says up to date.
+                fresh = {k: v for k, v in _doc(fid, fault).items()
+                         if k in ("details", "severity", "driveIDs", "driveID", "nodeID")}
+                if any(doc[k] != v for k, v in fresh.items()):
+                    doc.update(fresh)
                     txn.put(COLL, fid, doc)
                 return fid
         fid = txn.next_id(COLL)

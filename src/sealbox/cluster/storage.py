@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sealbox.cluster import boot_losses
 from sealbox.cluster.authkeys import AkInvalid, AkUnavailable, AuthKeys
 from sealbox.cluster.drives import engine_id
 from sealbox.cluster.sear import SearService
@@ -94,8 +95,10 @@ class StorageService:
                 spec = self._spec(doc, drive)
                 if spec.drive_id not in self.engine.metadata.drives:
                     self.engine.add_drive(spec)
-            else:
-                self._try_open_engine()
+            elif not self._formatted():
+                self._try_open_engine()  # forming the cluster: these drives make the volumes
+            # Else the start-up (retrying while the volumes are not served) opens them, with
+            # its checks for missing drives, and takes this drive in.
 
     def live_drive(self, drive_id: int) -> Drive | None:
         """The open drive serving ``drive_id``, if it is in service."""
@@ -151,7 +154,8 @@ class StorageService:
                 log.warning("storage unavailable: %s", e.message)
                 outcome.error = e
                 return outcome
-            self._try_open_engine()
+            if self.engine is None:
+                self._try_open_engine(outcome, active)
             if self.engine is None and outcome.broken:
                 lowest = min(outcome.broken)
                 self.unavailable_reason += (
@@ -190,29 +194,57 @@ class StorageService:
         disk = self._powered.get(drive_id)
         return None if disk is None else disk.sed
 
-    def _try_open_engine(self) -> None:
-        specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
+    def _formatted(self) -> bool:
         with self._store.read() as txn:
-            formatted = bool((txn.get(COLL, 0) or {}).get("formatted"))
+            return bool((txn.get(COLL, 0) or {}).get("formatted"))
+
+    def _try_open_engine(self, outcome: StartOutcome | None = None,
+                         active: Sequence[Doc] = ()) -> None:
+        """Open the volume engine over the open drives, if they suffice. Drives of ``active``
+        that did not open at start-up (``outcome.broken``) are failed in the engine before it
+        is published, and listed in ``outcome.failed``, only if that loses nothing
+        (:mod:`sealbox.cluster.boot_losses`); otherwise the engine is not opened."""
+        broken = {d["driveID"]: d for d in active
+                  if outcome is not None and d["driveID"] in outcome.broken}
+        specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
+        formatted = self._formatted()
         # Formatting needs two nodes for each kind of drive; reopening needs only what holds
         # the metadata and the data (a degraded cluster still serves its volumes).
         if not _enough(specs, 1 if formatted else 2):
             self.unavailable_reason = (
-                "volumes need active slice and block drives on at least two nodes; add drives "
-                "with AddDrives"
-            )
+                "too few slice and block drives are open to serve the volumes" if formatted
+                else "volumes need active slice and block drives on at least two nodes; add "
+                "drives with AddDrives")
             return
         key = self._sear.integrity_key(self.keys)
         try:
-            self.engine = StorageEngine(specs, integrity_key=key, create=False)
+            engine = StorageEngine(specs, integrity_key=key, create=False)
         except MetadataUnavailable:
-            if formatted:
+            if formatted or broken:  # never format over drives that are only missing
                 self.unavailable_reason = "no slice drive holds readable volume metadata"
-                log.error("volume metadata unavailable on every slice drive")
+                log.error("volume metadata unavailable on every slice drive that opened")
                 return
-            self.engine = StorageEngine(specs, integrity_key=key, create=True)
+            engine = StorageEngine(specs, integrity_key=key, create=True)
             with self._store.write() as txn:
                 txn.put(COLL, 0, {"formatted": True})
+        if broken:
+            reason = boot_losses.unsafe_reason(engine, broken, active)
+            if reason is None:
+                try:
+                    boot_losses.fail_in_engine(engine, broken)
+                except SealboxError as e:
+                    reason = f"the missing drives cannot be failed: {e.message}"
+            if reason is not None:  # the start-up logs it and raises volumesOffline
+                engine.close()
+                self.unavailable_reason = reason
+                return
+            assert outcome is not None  # broken drives come only with an outcome
+            outcome.failed = sorted(broken)
+        for doc, drive in self._drives.values():  # added (AddDrives) while not served
+            spec = self._spec(doc, drive)
+            if spec.drive_id not in engine.metadata.drives:
+                engine.add_drive(spec)
+        self.engine = engine
         self.unavailable_reason = ""
 
     def exclusive(self) -> threading.RLock:
@@ -251,10 +283,10 @@ class StartOutcome:
 
     invalid: dict[int, SealboxError] = field(default_factory=dict)
     unavailable: dict[int, AkUnavailable] = field(default_factory=dict)
-    # Files missing or unreadable (not a key problem): failed once the volumes open without
-    # them, so that the cluster never fails drives while it cannot serve anyway (a data
-    # directory not mounted yet makes every drive "missing").
+    # Files missing or unreadable (not a key problem). Failed (``failed``) only if the volumes
+    # open without them and nothing is lost (see sealbox.cluster.boot_losses).
     broken: dict[int, SealboxError] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)  # of ``broken``: failed in the engine
     error: SealboxError | None = None
 
 

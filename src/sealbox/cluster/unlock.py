@@ -11,8 +11,9 @@ fix the key server configuration. Attempts repeat with capped exponential backof
 first success unlocks everything and resolves the fault by itself.
 
 A drive that does not open at all (file missing, metadata unreadable: it died while the cluster
-was down) is failed once the volumes open without it. If they cannot, nothing is failed,
-``volumesOffline`` says why, and the same retries go on (see ``StartOutcome.broken``).
+was down) is failed once the volumes open without it, if that loses nothing
+(:mod:`sealbox.cluster.boot_losses`). Otherwise nothing is failed, ``volumesOffline`` says why,
+and the same retries go on.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ class Unlocker:
         if self._storage.engine is None:
             if outcome.broken:
                 self._offline(outcome.broken)
+            else:  # another reason now (or none left): the fault would name the wrong drives
+                self._faults.resolve(OFFLINE, SUBJECT)
             return False
-        for drive_id, error in outcome.broken.items():
-            self._broken(drive_id, error)
+        for drive_id in outcome.failed:
+            self._broken(drive_id, outcome.broken[drive_id])
         self._volumes.reconcile()
         self._faults.resolve(CODE, SUBJECT)
         self._faults.resolve(OFFLINE, SUBJECT)
@@ -113,17 +116,23 @@ class Unlocker:
             self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
 
     def _broken(self, drive_id: int, error: SealboxError) -> None:
-        """A drive that died while the cluster was down: failed, as one failing in service
-        is, and its data re-protected from the other copies (the volumes are served)."""
-        with self._store.read() as txn:
-            doc = txn.get(DRIVES, drive_id)
+        """A drive that died while the cluster was down (already failed in the volume engine):
+        failed, as one failing in service is, and its data re-protected from the other
+        copies. A failure here is logged and left to the health check, which fails a drive the
+        engine has failed: it must not stop the volumes from being served."""
         log.error("drive %d could not be opened at start-up: %s", drive_id, error.message)
-        if doc is not None and self.fail_drive is not None:
-            self.fail_drive(doc, f"it could not be opened at start-up: {error.message}")
+        try:
+            with self._store.read() as txn:
+                doc = txn.get(DRIVES, drive_id)
+            if doc is not None and self.fail_drive is not None:
+                self.fail_drive(doc, f"it could not be opened at start-up: {error.message}")
+        except SealboxError as e:
+            log.error("drive %d: recording the failure failed: %s", drive_id, e.message)
 
     def _offline(self, broken: dict[int, SealboxError]) -> None:
-        """Too many drives do not open to serve the volumes: none is failed (a data directory
-        not mounted yet looks the same), the attempts go on, and the admin is told."""
+        """Drives did not open and failing them could lose data (see
+        :mod:`sealbox.cluster.boot_losses`): none is failed, the volumes are not served, the
+        attempts go on, and the admin is told."""
         self._faults.raise_fault(Fault(
             OFFLINE, Severity.ERROR, FaultType.CLUSTER,
             f"Volumes are not served: {self._storage.unavailable_reason}. The cluster retries "

@@ -180,7 +180,7 @@ def inspect(path: str | Path) -> DiskProbe:
     format's corruption errors, ``DriveTruncated`` (the file is shorter than the data area it
     says it has) or ``DriveIOError``."""
     name = os.fspath(path)
-    file = FileMedia(drive_io.open_drive(name, create=False))
+    file = FileMedia(drive_io.open_drive(name, create=False, read_only=True))
     try:
         raw = file.read_at(METADATA_COPIES * SECTOR_SIZE, 0)
         copies = [raw[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] for i in range(METADATA_COPIES)]

@@ -18,8 +18,11 @@ def _io_error(what: str, error: OSError) -> DriveIOError:
     return DriveIOError(f"drive I/O failed ({what}): {error.strerror or 'error'}")
 
 
-def open_drive(path: str, create: bool) -> int:
-    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+def open_drive(path: str, create: bool, read_only: bool = False) -> int:
+    # Read-only for looking only: closing a descriptor opened for writing makes udev rescan
+    # a real block device.
+    mode = os.O_RDONLY if read_only else os.O_RDWR
+    flags = mode | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
     try:
         return os.open(path, flags, 0o600)
     except FileExistsError:

@@ -391,7 +391,11 @@ class StorageEngine:
         """Stop using these block drives, durably: a copy that missed writes must never be
         read again, even after a restart."""
         with self._store.lock:
-            new = sorted(d for d in drive_ids if self._pool.remove(d))
+            state = self._store.state
+            # A drive recorded in the metadata but never opened (absent at start-up) is not in
+            # the pool, and is failed all the same.
+            new = sorted(d for d in drive_ids if self._pool.remove(d)
+                         or (d in state.drives and d not in state.failed))
             self._store.commit([FailDrive(d) for d in new])
 
     def fail_drive(self, drive_id: int) -> None:

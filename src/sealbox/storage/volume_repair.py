@@ -271,6 +271,14 @@ def under_protected(engine: StorageEngine) -> dict[int, int]:
     return out
 
 
+def chunks_without_live_copy(engine: StorageEngine) -> int:
+    """How many chunks have no copy on a drive in service: their data cannot be read."""
+    pool = engine._pool
+    with engine._store.lock:
+        return sum(1 for vol in engine._store.state.volumes.values()
+                   for locs in vol.chunks.values() if not any(d in pool for d, _ in locs))
+
+
 def fail_slice_drive(engine: StorageEngine, drive_id: int) -> list[int]:
     """Stop keeping metadata on slice drive ``drive_id`` (it failed), durably (a
     ``FailDrive`` record on the surviving mirrors), then copy the metadata from a surviving
