@@ -1,6 +1,7 @@
 """When drives missing at start-up may be failed (sealbox.cluster.boot_losses), on a real
-volume engine over drive files: one node's drives may go, never two nodes', never a chunk's
-last copy; and failing them is recorded in the volume metadata before anything is served."""
+volume engine over drive files: block drives whose chunks all keep a copy, never a slice
+drive, never two whole nodes, never a chunk's last copy; and failing them is recorded in the
+volume metadata before anything is served."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sealbox.storage.chunk import CHUNK_SIZE
 from sealbox.storage.engine import DriveSpec, StorageEngine
 from sealbox.storage.filedev import FileBlockDevice
 from sealbox.storage.slice_ops import Role
+from sealbox.storage.volume_repair import chunks_without_live_copy
 
 KEY = b"boot-losses-test-key-0123456789a"
 BLOCK_SECTORS = 8192
@@ -48,43 +50,42 @@ def _written(root: Path) -> bytes:
     return blob
 
 
-def test_one_nodes_drives_are_failed_durably_and_the_data_stays(tmp_path: Path) -> None:
+def test_block_drives_are_failed_durably_and_the_data_stays(tmp_path: Path) -> None:
     blob = _written(tmp_path)
-    missing = {10, 11}  # node 1, slice and block
+    missing = {11, 21}  # block drives of two nodes: the chunks copied on both are gone
     eng = StorageEngine(_specs(tmp_path, False, missing), integrity_key=KEY)
-    broken = {m: _doc(m) for m in missing}
+    assert unsafe_reason(eng, {m: _doc(m) for m in missing}, ALL) is not None
+    eng.close()
+    missing = {11}
+    eng = StorageEngine(_specs(tmp_path, False, missing), integrity_key=KEY)
+    broken = {11: _doc(11)}
     assert unsafe_reason(eng, broken, ALL) is None
     fail_in_engine(eng, broken)
-    assert missing <= set(eng.metadata.failed)
+    assert 11 in eng.metadata.failed
     assert eng.open_volume(1).read(0, len(blob)) == blob
     eng.close()
-    # Durable: reopened with node 1's drives back, their stale copies are not used.
+    # Durable: reopened with the drive back, its stale copies are not used.
     eng = StorageEngine(_specs(tmp_path, False), integrity_key=KEY)
-    assert missing <= set(eng.metadata.failed)
+    assert 11 in eng.metadata.failed
     assert eng.open_volume(1).read(0, len(blob)) == blob
+    eng.close()
+
+
+def test_a_missing_slice_drive_fails_nothing(tmp_path: Path) -> None:
+    _written(tmp_path)
+    eng = StorageEngine(_specs(tmp_path, False, {20}), integrity_key=KEY)
+    reason = unsafe_reason(eng, {20: _doc(20)}, ALL)
+    assert reason is not None and "slice drive(s) 20" in reason
     eng.close()
 
 
 def test_two_whole_nodes_missing_fails_nothing(tmp_path: Path) -> None:
     _written(tmp_path)
-    eng = StorageEngine(_specs(tmp_path, False, {20, 21, 30, 31}), integrity_key=KEY)
-    # Both block drives of nodes 2 and 3: the chunks copied on those two nodes have no copy
-    # left (the chunk rule); with the slice drives too, the whole-node rule says it first.
-    reason = unsafe_reason(eng, {21: _doc(21), 31: _doc(31)}, ALL)
-    assert reason is not None and "no copy on the drives that opened" in reason
-    reason = unsafe_reason(eng, {m: _doc(m) for m in (20, 21, 30, 31)}, ALL)
+    blocks = {21: _doc(21), 31: _doc(31)}
+    eng = StorageEngine(_specs(tmp_path, False, set(blocks)), integrity_key=KEY)
+    # Nodes 2 and 3 hold nothing but these block drives: whole nodes, whatever the chunks say.
+    reason = unsafe_reason(eng, blocks, [_doc(10), _doc(11), *blocks.values()])
     assert reason is not None and "nodes 2, 3" in reason
-    eng.close()
-
-
-def test_drives_on_two_nodes_may_fail_when_every_chunk_keeps_a_copy(tmp_path: Path) -> None:
-    blob = _written(tmp_path)
-    missing = {11, 20}  # a block drive of node 1, the slice drive of node 2
-    eng = StorageEngine(_specs(tmp_path, False, missing), integrity_key=KEY)
-    broken = {m: _doc(m) for m in missing}
-    assert unsafe_reason(eng, broken, ALL) is None
-    fail_in_engine(eng, broken)
-    assert eng.open_volume(1).read(0, len(blob)) == blob
     eng.close()
 
 
@@ -96,4 +97,15 @@ def test_a_chunks_last_copy_on_a_missing_drive_fails_nothing(tmp_path: Path) -> 
     eng = StorageEngine(_specs(tmp_path, False, {11}), integrity_key=KEY)  # node 1's missing
     reason = unsafe_reason(eng, {11: _doc(11)}, ALL)
     assert reason is not None and "no copy on the drives that opened" in reason
+    eng.close()
+
+
+def test_chunks_lost_before_do_not_count_against_another_drive(tmp_path: Path) -> None:
+    _written(tmp_path)
+    eng = StorageEngine(_specs(tmp_path, False), integrity_key=KEY)
+    eng.fail_drive(21)
+    eng.fail_drive(31)  # chunks copied on nodes 2 and 3 are lost (both copies failed)
+    assert chunks_without_live_copy(eng, {21, 31}) > 0
+    # ...but they are not node 1's: losing node 1's block drive would lose nothing more.
+    assert chunks_without_live_copy(eng, {11}) == 0
     eng.close()

@@ -5,19 +5,23 @@ A drive whose file is gone or unreadable at start-up is usually a disk that died
 cluster was down; the cluster fails it as it would in service and serves the volumes from the
 other copies. But "not there" also describes a filesystem not mounted yet, a node whose disks
 are slow to appear, or a device link created late, and failing such drives would throw away
-copies that are merely late. So drives are failed at start-up only when losing them loses
+copies that are merely late. So drives are failed at start-up only when that provably loses
 nothing:
 
-* at most one node has lost every one of its drives. A whole node missing looks like a node
-  that is down or whose disks are not mounted yet; one such node is what two copies on two
-  nodes are for (it is failed and re-protected, as a dead node must be), two are an outage
-  to wait out, not disks to throw away;
-* every chunk still has a copy on a drive that opened (this is what makes a loss impossible:
-  a chunk left with one copy before the shutdown, its re-protection unfinished, may have had
-  that copy on a missing drive, and two drives dying on two nodes may hold both copies).
+* every slice (metadata) drive opened. The volume metadata is read from the slice drive with
+  the newest copy, and only the mirrors hold the newest; which drives were the mirrors is not
+  recorded anywhere else, so with a slice drive missing the newest copy found could be an old
+  one (a drive that was a mirror once). Serving it would lose every write since;
+* every chunk with a copy on a missing drive still has a copy on a drive that opened (a chunk
+  left with one copy before the shutdown, its re-protection unfinished, or two drives dying
+  on two nodes, can leave a chunk's only copies on missing drives);
+* at most one node is missing every one of its drives: one node down is what two copies on
+  two nodes are for; two are an outage to wait out, not disks to throw away.
 
 Otherwise nothing is failed, the volumes are not served (``volumesOffline``), and the start-up
-retries until the drives are back or an administrator acts.
+retries until the drives are back: bring the missing drives (or their node, or the filesystem
+that holds them) back. There is no override: volume metadata that cannot be proven current is
+not served.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
                   active: Iterable[Doc]) -> str | None:
     """Why failing the ``broken`` drives (by drive ID; ``active``: every drive in service,
     broken or not) could lose data, or None if it cannot."""
+    slices = sorted(i for i, doc in broken.items() if doc["role"] == DriveRole.SLICE)
+    if slices:
+        return (f"slice drive(s) {', '.join(map(str, slices))} did not open; without every "
+                "slice drive the volume metadata found cannot be proven current")
     per_node: dict[int, int] = {}
     for doc in active:
         per_node[doc["nodeID"]] = per_node.get(doc["nodeID"], 0) + 1
@@ -45,7 +53,7 @@ def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
     if len(whole) > 1:
         return (f"every drive of nodes {', '.join(map(str, whole))} is missing; no drive is "
                 "failed while more than one node is entirely missing")
-    lost = volume_repair.chunks_without_live_copy(engine)
+    lost = volume_repair.chunks_without_live_copy(engine, {engine_id(d) for d in broken.values()})
     if lost:
         return (f"{lost} chunk(s) have no copy on the drives that opened; no drive is failed "
                 "while that data is only on missing drives")
@@ -53,13 +61,8 @@ def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
 
 
 def fail_in_engine(engine: StorageEngine, broken: Mapping[int, Doc]) -> None:
-    """Record the ``broken`` drives as failed in the volume metadata, durably, before the
-    engine serves a write: a copy that misses writes must never be read again, even if its
-    drive comes back after a crash that happens before the cluster records the failure."""
+    """Record the ``broken`` block drives as failed in the volume metadata, durably, before
+    the engine serves a write: a copy that misses writes must never be read again, even if
+    its drive comes back after a crash that happens before the cluster records the failure."""
     for doc in broken.values():
-        eid = engine_id(doc)
-        if doc["role"] == DriveRole.BLOCK:
-            engine.fail_drive(eid)
-        else:
-            volume_repair.fail_slice_drive(engine, eid)
-
+        engine.fail_drive(engine_id(doc))

@@ -39,11 +39,13 @@ class DriveOps:
         """Why an active drive can no longer be trusted, or None if it looks healthy: the
         engine recorded an I/O failure, its file vanished or was replaced, or its header no
         longer reads."""
-        if engine_id(doc) in engine_failed and not doc.get("removing"):  # removal fails it
-            return "an I/O operation failed; the volume engine stopped using the drive"
         live = self._storage.live_drive(doc["driveID"])
         if live is None:
-            return None  # not opened (volumes unavailable): nothing to judge yet
+            # Not opened: nothing to judge yet. A drive that did not open at start-up is
+            # failed by the start-up, with that reason.
+            return None
+        if engine_id(doc) in engine_failed and not doc.get("removing"):  # removal fails it
+            return "an I/O operation failed; the volume engine stopped using the drive"
         path = doc["path"]
         if not os.path.exists(path):
             return f"the drive file {path} is missing"

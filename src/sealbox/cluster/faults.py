@@ -101,7 +101,8 @@ class FaultService:
             if _is_open(doc, fault.code, fault.subject):
                 # Still open: keep its ID and date, bring what it says up to date.
                 fresh = {k: v for k, v in _doc(fid, fault).items()
-                         if k in ("details", "severity", "driveIDs", "driveID", "nodeID")}
+                         if k in ("details", "severity", "driveIDs", "driveID", "nodeID",
+                                  "data")}
                 if any(doc[k] != v for k, v in fresh.items()):
                     doc.update(fresh)
                     txn.put(COLL, fid, doc)

@@ -225,27 +225,42 @@ class StorageService:
                 log.error("volume metadata unavailable on every slice drive that opened")
                 return
             engine = StorageEngine(specs, integrity_key=key, create=True)
+        if not formatted:  # also after a crash between formatting and this record
             with self._store.write() as txn:
                 txn.put(COLL, 0, {"formatted": True})
-        if broken:
-            reason = boot_losses.unsafe_reason(engine, broken, active)
-            if reason is None:
-                try:
-                    boot_losses.fail_in_engine(engine, broken)
-                except SealboxError as e:
-                    reason = f"the missing drives cannot be failed: {e.message}"
-            if reason is not None:  # the start-up logs it and raises volumesOffline
-                engine.close()
-                self.unavailable_reason = reason
-                return
-            assert outcome is not None  # broken drives come only with an outcome
-            outcome.failed = sorted(broken)
-        for doc, drive in self._drives.values():  # added (AddDrives) while not served
-            spec = self._spec(doc, drive)
-            if spec.drive_id not in engine.metadata.drives:
-                engine.add_drive(spec)
+        try:
+            reason = self._settle_broken(engine, broken, active, outcome)
+        except Exception as e:  # e.g. an I/O error recording a failure: not served, retried
+            log.exception("opening the volumes failed")
+            reason = f"opening the volumes failed: {e}"
+        if reason is not None:  # the start-up logs it and raises volumesOffline
+            engine.close()
+            self.unavailable_reason = reason
+            return
         self.engine = engine
         self.unavailable_reason = ""
+        for doc, drive in list(self._drives.values()):  # added (AddDrives) while not served
+            spec = self._spec(doc, drive)
+            if spec.drive_id not in engine.metadata.drives:
+                try:
+                    engine.add_drive(spec)
+                except Exception:  # the volumes are served; this drive is not used yet
+                    log.exception("drive %d could not be taken in", doc["driveID"])
+
+    @staticmethod
+    def _settle_broken(engine: StorageEngine, broken: Mapping[int, Doc], active: Sequence[Doc],
+                       outcome: StartOutcome | None) -> str | None:
+        """Fail the drives that did not open in ``engine`` if that loses nothing; else why
+        the volumes cannot be served."""
+        if not broken:
+            return None
+        reason = boot_losses.unsafe_reason(engine, broken, active)
+        if reason is not None:
+            return reason
+        boot_losses.fail_in_engine(engine, broken)
+        if outcome is not None:
+            outcome.failed = sorted(broken)
+        return None
 
     def exclusive(self) -> threading.RLock:
         """Held, no drive is opened or added (a rekey's commit holds it)."""

@@ -109,11 +109,14 @@ class Unlocker:
 
     def _key_invalid(self, drive_id: int, error: SealboxError) -> None:
         """Not guessed at: the drive is failed, and its data re-protected from the copies."""
-        with self._store.read() as txn:
-            doc = txn.get(DRIVES, drive_id)
         log.error("drive %d failed: %s", drive_id, error.message)
-        if doc is not None and self.fail_drive is not None:
-            self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
+        try:
+            with self._store.read() as txn:
+                doc = txn.get(DRIVES, drive_id)
+            if doc is not None and self.fail_drive is not None:
+                self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
+        except Exception:  # must not stop the start-up; the drive stays out of service
+            log.exception("drive %d: recording its failure failed", drive_id)
 
     def _broken(self, drive_id: int, error: SealboxError) -> None:
         """A drive that died while the cluster was down (already failed in the volume engine):
@@ -126,8 +129,8 @@ class Unlocker:
                 doc = txn.get(DRIVES, drive_id)
             if doc is not None and self.fail_drive is not None:
                 self.fail_drive(doc, f"it could not be opened at start-up: {error.message}")
-        except SealboxError as e:
-            log.error("drive %d: recording the failure failed: %s", drive_id, e.message)
+        except Exception:
+            log.exception("drive %d: recording its failure failed", drive_id)
 
     def _offline(self, broken: dict[int, SealboxError]) -> None:
         """Drives did not open and failing them could lose data (see

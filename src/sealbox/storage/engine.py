@@ -395,7 +395,8 @@ class StorageEngine:
             # A drive recorded in the metadata but never opened (absent at start-up) is not in
             # the pool, and is failed all the same.
             new = sorted(d for d in drive_ids if self._pool.remove(d)
-                         or (d in state.drives and d not in state.failed))
+                         or (d in state.drives and d not in state.failed
+                             and state.drives[d].role is Role.BLOCK))
             self._store.commit([FailDrive(d) for d in new])
 
     def fail_drive(self, drive_id: int) -> None:

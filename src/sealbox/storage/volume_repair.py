@@ -271,12 +271,14 @@ def under_protected(engine: StorageEngine) -> dict[int, int]:
     return out
 
 
-def chunks_without_live_copy(engine: StorageEngine) -> int:
-    """How many chunks have no copy on a drive in service: their data cannot be read."""
+def chunks_without_live_copy(engine: StorageEngine, on: set[int]) -> int:
+    """How many chunks with a copy on one of the drives ``on`` have no copy on a drive in
+    service (chunks lost earlier, on other drives, are not counted)."""
     pool = engine._pool
     with engine._store.lock:
         return sum(1 for vol in engine._store.state.volumes.values()
-                   for locs in vol.chunks.values() if not any(d in pool for d, _ in locs))
+                   for locs in vol.chunks.values()
+                   if any(d in on for d, _ in locs) and not any(d in pool for d, _ in locs))
 
 
 def fail_slice_drive(engine: StorageEngine, drive_id: int) -> list[int]:
