@@ -110,25 +110,22 @@ class Unlocker:
     def _key_invalid(self, drive_id: int, error: SealboxError) -> None:
         """Not guessed at: the drive is failed, and its data re-protected from the copies."""
         log.error("drive %d failed: %s", drive_id, error.message)
-        try:
-            with self._store.read() as txn:
-                doc = txn.get(DRIVES, drive_id)
-            if doc is not None and self.fail_drive is not None:
-                self.fail_drive(doc, f"its authentication key is invalid: {error.message}")
-        except Exception:  # must not stop the start-up; the drive stays out of service
-            log.exception("drive %d: recording its failure failed", drive_id)
+        self._fail(drive_id, f"its authentication key is invalid: {error.message}")
 
     def _broken(self, drive_id: int, error: SealboxError) -> None:
         """A drive that died while the cluster was down (already failed in the volume engine):
-        failed, as one failing in service is, and its data re-protected from the other
-        copies. A failure here is logged and left to the health check, which fails a drive the
-        engine has failed: it must not stop the volumes from being served."""
+        failed, as one failing in service is, and its data re-protected from the others."""
         log.error("drive %d could not be opened at start-up: %s", drive_id, error.message)
+        self._fail(drive_id, f"it could not be opened at start-up: {error.message}")
+
+    def _fail(self, drive_id: int, reason: str) -> None:
+        # An error here must not stop the volumes from being served: the drive stays out of
+        # service, and the next start-up fails it again.
         try:
             with self._store.read() as txn:
                 doc = txn.get(DRIVES, drive_id)
             if doc is not None and self.fail_drive is not None:
-                self.fail_drive(doc, f"it could not be opened at start-up: {error.message}")
+                self.fail_drive(doc, reason)
         except Exception:
             log.exception("drive %d: recording its failure failed", drive_id)
 
