@@ -34,7 +34,7 @@ from sealbox.errors import SealboxError
 from sealbox.store.base import ConfigStore, Doc
 
 CODE = "kmipServerFault"
-OFFLINE = "volumesOffline"  # drives missing or unreadable at start-up, too many to serve
+OFFLINE = "volumesOffline"  # drives did not open at start-up and cannot be failed safely
 SUBJECT = "boot-unlock"
 log = logging.getLogger("sealbox.unlock")
 
