@@ -77,19 +77,20 @@ def drive_config(drives: Iterable[Doc], powered_sed: PoweredSed) -> Doc:
 
 def _drive(doc: Doc, powered_sed: PoweredSed) -> Doc:
     path = str(doc["path"])
+    link = os.path.realpath(path)
     connected, device = _device(path)
     security = _security(doc["driveID"], path, powered_sed) if connected else Security()
     # A missing or unreadable drive has no UUID to report: the nil UUID says so.
     ident = security.ident or uuid.UUID(int=0)
     return {
-        "canonicalName": os.path.basename(os.path.realpath(path)),
+        "canonicalName": os.path.basename(link),
         "connected": connected,
         "dev": device,
         "devPath": path,
         "driveType": "Slice" if doc["role"] == DriveRole.SLICE else "Block",
         "name": doc["serial"],
         "path": path,
-        "pathLink": os.path.realpath(path),
+        "pathLink": link,
         "product": SED_PRODUCT if security.supported else PLAIN_PRODUCT,
         "scsiCompatId": doc["serial"],
         "scsiState": ("Running" if security.readable else "Unknown") if connected

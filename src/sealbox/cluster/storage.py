@@ -188,9 +188,8 @@ class StorageService:
         """The self-encrypting drive under ``drive_id`` while it is powered on: in service, or
         waiting (locked) for its authentication key. Read without the lock, which a start
         holds while it fetches keys: a listing must not wait on a key server."""
-        entry = self._drives.get(drive_id)
-        if entry is not None:
-            return sed_of(entry[1])
+        if drive_id in self._drives:
+            return self.sed(drive_id)
         disk = self._powered.get(drive_id)
         return None if disk is None else disk.sed
 
