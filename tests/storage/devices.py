@@ -13,6 +13,7 @@ class FlakyDevice:
     def __init__(self, dev: FileBlockDevice) -> None:
         self.dev = dev
         self.broken = False
+        self.failing_flushes = 0  # flushes to fail after the writes before them landed
 
     @property
     def sector_count(self) -> int:
@@ -32,4 +33,7 @@ class FlakyDevice:
 
     def flush(self) -> None:
         self._check()
+        if self.failing_flushes:
+            self.failing_flushes -= 1
+            raise OSError(errno.EIO, "flush failed")
         self.dev.flush()

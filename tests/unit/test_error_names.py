@@ -74,6 +74,7 @@ PINNED = {
     "sealbox.storage.sed_errors.SedMetadataCorrupt": "xSedMetadataCorrupt",
     "sealbox.storage.sed_errors.SedStateError": "xSedStateInvalid",
     "sealbox.storage.volume_errors.MetadataExists": "xSliceMetadataExists",
+    "sealbox.storage.volume_errors.MetadataNotCurrent": "xSliceMetadataUnavailable",
     "sealbox.storage.volume_errors.MetadataUnavailable": "xSliceMetadataUnavailable",
     "sealbox.storage.volume_errors.NotEnoughSpace": "xNotEnoughSpace",
     "sealbox.storage.volume_errors.VolumeDataUnavailable": "xVolumeDataUnavailable",

@@ -32,7 +32,7 @@ from sealbox.storage.slice_ops import (
     UnmapChunk,
     VolumeRec,
 )
-from sealbox.storage.slice_store import SliceStore
+from sealbox.storage.slice_store import SliceStore, Witness
 from sealbox.storage.volume import Volume
 from sealbox.storage.volume_epochs import ChunkKey, WriteEpochs
 from sealbox.storage.volume_errors import (
@@ -45,9 +45,9 @@ from sealbox.storage.volume_locks import RangeLocks
 from sealbox.storage.volume_mapahead import MapAhead
 from sealbox.storage.volume_pool import BlockPool, DriveWriteFailed, clear_checksum_area
 from sealbox.storage.volume_repair import RepairReport
-from sealbox.storage.volume_types import DriveSpec, DriveUsage, VolumeInfo
+from sealbox.storage.volume_types import DriveSpec, DriveUsage, MirrorWitness, VolumeInfo
 
-__all__ = ["DriveSpec", "DriveUsage", "StorageEngine", "VolumeInfo"]
+__all__ = ["DriveSpec", "DriveUsage", "MirrorWitness", "StorageEngine", "VolumeInfo"]
 
 _UNMAP_BATCH = 64
 _PREALLOC = 64
@@ -61,24 +61,37 @@ class StorageEngine:
     already hold metadata); ``create=False`` opens them (raising :class:`MetadataUnavailable`
     if no slice drive holds readable metadata). ``integrity_key`` keys the sector checksums
     and metadata digests; it must be the same at every open.
+
+    ``witness`` (see :mod:`sealbox.storage.slice_store`) keeps the metadata mirror set outside
+    the slice drives. With ``witness.recorded`` known, the metadata is read only from those
+    drives (:class:`MetadataNotCurrent` if none of them loads) and :attr:`metadata_proven` is
+    True: slice drives that did not open may then be failed. Without it (a cluster formatted
+    before mirrors were recorded) the newest copy of every slice drive given is used, which
+    is current only if every slice drive is there; the caller checks that.
     """
 
     def __init__(self, drives: Sequence[DriveSpec], *, integrity_key: bytes | None = None,
-                 create: bool = False) -> None:
+                 create: bool = False, witness: MirrorWitness | None = None) -> None:
         self._specs = {d.drive_id: d for d in drives}
         self._io = ChunkIO(Sealer(integrity_key))
         self._locks = RangeLocks()
         self._epochs = WriteEpochs()
         slices = [(d.drive_id, d.device) for d in drives if d.role is Role.SLICE]
         loaded = SliceStore.load_all(slices, integrity_key)
+        tell = witness.record if witness is not None else None
+        self.metadata_proven = create
         if create:
             if any(v is not None for _, v in loaded.values()):
                 raise MetadataExists("the slice drives already hold volume metadata")
-            self._store = self._format(drives, integrity_key)
+            self._store = self._format(drives, integrity_key, tell)
         else:
-            best = SliceStore.best_of(loaded)
+            if witness is not None and witness.recorded is not None:
+                best = SliceStore.current_of(loaded, witness.recorded)
+                self.metadata_proven = True
+            else:
+                best = SliceStore.best_of(loaded)
             self._store = SliceStore.open(
-                loaded, best, self._mirror_ids(best.state.failed), integrity_key)
+                loaded, best, self._mirror_ids(best.state.failed), integrity_key, tell)
         self._pool = BlockPool()
         self._ahead = MapAhead(self._map_ahead)
         self._rebuild_block_state()
@@ -90,7 +103,8 @@ class StorageEngine:
         return pick_mirrors([(d.drive_id, d.node_id) for d in self._specs.values()
                              if d.role is Role.SLICE and d.drive_id not in bad])
 
-    def _format(self, drives: Sequence[DriveSpec], key: bytes | None) -> SliceStore:
+    def _format(self, drives: Sequence[DriveSpec], key: bytes | None,
+                witness: Witness | None) -> SliceStore:
         mirrors = self._mirror_ids()
         if len(mirrors) < 2:
             raise NotEnoughSpace("volume metadata needs slice drives on two different nodes")
@@ -98,7 +112,8 @@ class StorageEngine:
             if d.role is Role.BLOCK:
                 clear_checksum_area(d.device)
         ops = [AddDrive(d.drive_id, d.node_id, d.role, d.device.sector_count) for d in drives]
-        return SliceStore.format([(m, self._specs[m].device) for m in mirrors], key, ops)
+        return SliceStore.format([(m, self._specs[m].device) for m in mirrors], key, ops,
+                                 witness)
 
     def _rebuild_block_state(self) -> None:
         state = self._store.state
@@ -393,14 +408,17 @@ class StorageEngine:
         with self._store.lock:
             state = self._store.state
             # A drive recorded in the metadata but never opened (absent at start-up) is not in
-            # the pool, and is failed all the same.
+            # the pool, and is failed all the same; so is a slice drive that never opened (it
+            # holds no mirror: mirrors are chosen among the drives that opened).
             new = sorted(d for d in drive_ids if self._pool.remove(d)
                          or (d in state.drives and d not in state.failed
-                             and state.drives[d].role is Role.BLOCK))
+                             and (state.drives[d].role is Role.BLOCK or d not in self._specs)))
             self._store.commit([FailDrive(d) for d in new])
 
     def fail_drive(self, drive_id: int) -> None:
-        """Take a block drive out of service (the cluster's RemoveDrives / failure path)."""
+        """Take a block drive, or a slice drive that did not open, out of service (the
+        cluster's RemoveDrives / failure path; a slice drive in service goes through
+        :func:`volume_repair.fail_slice_drive`)."""
         self._fail_drives({drive_id})
 
     def chunks_on_drive(self, drive_id: int) -> list[ChunkKey]:

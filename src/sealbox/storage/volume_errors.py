@@ -27,6 +27,15 @@ class MetadataUnavailable(SealboxError):
     element_name = "xSliceMetadataUnavailable"
 
 
+class MetadataNotCurrent(MetadataUnavailable):
+    """Copies of the volume metadata were found, but none on a drive known to hold every
+    acknowledged change (``drive_ids``: the engine ids of those drives)."""
+
+    def __init__(self, message: str, drive_ids: list[int]) -> None:
+        super().__init__(message)
+        self.drive_ids = drive_ids
+
+
 class MetadataExists(SealboxError):
     """``create=True`` was asked for drives that already hold volume metadata."""
 

@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING
 from sealbox.errors import Exists
 from sealbox.storage.chunk import SECTORS_PER_CHUNK
 from sealbox.storage.placement import SlotAllocator
-from sealbox.storage.slice_ops import AddDrive, FailDrive, Loc, MapChunk, Role
-from sealbox.storage.volume_errors import NotEnoughSpace, VolumeDataUnavailable
+from sealbox.storage.slice_ops import AddDrive, Loc, MapChunk, Role
+from sealbox.storage.volume_errors import (
+    MetadataUnavailable,
+    NotEnoughSpace,
+    VolumeDataUnavailable,
+)
 from sealbox.storage.volume_pool import clear_checksum_area
 
 if TYPE_CHECKING:
@@ -306,15 +310,10 @@ def remove_slice_drive(engine: StorageEngine, drive_id: int) -> list[int]:
 
 
 def _drop_mirror(engine: StorageEngine, drive_id: int) -> None:
-    # The store has no public way to drop a healthy-looking mirror (it drops mirrors only when
-    # their writes fail), so this edits its mirror list, under its lock.
-    store = engine._store
-    remaining = [m for m in store._mirrors if m.drive_id != drive_id]
-    if not remaining:
-        raise VolumeDataUnavailable(
-            f"slice drive {drive_id} holds the only copy of the volume metadata")
-    store._mirrors = remaining
-    store.commit([FailDrive(drive_id)])
+    try:
+        engine._store.drop_mirror(drive_id)
+    except MetadataUnavailable as exc:
+        raise VolumeDataUnavailable(exc.message) from exc
 
 
 def _replenish(engine: StorageEngine, leaving: int) -> list[int]:

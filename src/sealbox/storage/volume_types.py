@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sealbox.storage.blockdev import BlockDevice
@@ -34,3 +35,13 @@ class DriveUsage:
     used_bytes: int
     total_bytes: int
     failed: bool
+
+
+@dataclass(frozen=True)
+class MirrorWitness:
+    """Where the cluster keeps the metadata mirror set, outside the slice drives (see
+    :mod:`sealbox.storage.slice_store`): the set recorded last (None if never recorded), and
+    how to record a new one durably before the engine relies on it."""
+
+    recorded: frozenset[int] | None
+    record: Callable[[list[int]], None]
