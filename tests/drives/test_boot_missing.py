@@ -1,8 +1,8 @@
 """Drives that die while the cluster is down: at the next start they are failed like drives
 that die in service, and the volumes are served from the other copies at once, when that
-provably loses nothing. Otherwise (a slice drive missing, copies on two nodes missing, a data
-directory not mounted yet) no drive is failed: ``volumesOffline`` says why, and the cluster
-serves as soon as they are back.
+provably loses nothing. Otherwise (both slice drives that hold the volume metadata missing,
+copies on two nodes missing, a data directory not mounted yet) no drive is failed:
+``volumesOffline`` says why, and the cluster serves as soon as they are back.
 Through a real ``sealbox up`` process and ``nbdcopy``."""
 
 from __future__ import annotations
@@ -91,16 +91,82 @@ def test_block_drives_lost_while_down_are_failed_and_the_volumes_served(
     assert read_back(cluster, "v", tmp_path / "out2.img") == data
 
 
+def _mirrors(cluster: SealboxProcess) -> list[int]:
+    """The slice drives recorded as holding the current volume metadata."""
+    record = cluster.data_dir / "metadata-mirrors.json"
+    assert record.stat().st_mode & 0o777 == 0o600
+    mirrors: list[int] = json.loads(record.read_text())["mirrors"]
+    return mirrors
+
+
+def test_a_metadata_slice_drive_lost_while_down_is_failed_and_the_volumes_served(
+        cluster: SealboxProcess, tmp_path: Path) -> None:
+    """The slice drives that hold every metadata change are recorded outside them, so with
+    one of them gone the other's copy is known to be current."""
+    data = _volume(cluster, tmp_path)
+    slices = {d["nodeID"]: d["driveID"] for d in drives(cluster) if d["type"] == "volume"}
+    assert _mirrors(cluster) == [slices[1], slices[2]]
+    cluster.stop()
+    (cluster.data_dir / "drives" / "node1" / "drive0.img").unlink()
+    cluster.start()
+
+    assert read_back(cluster, "v", tmp_path / "out.img") == data
+    fault = next((f for f in ever_raised(cluster, "driveFailed")
+                  if f["driveID"] == slices[1]), None)
+    assert fault is not None, faults(cluster, "all")
+    assert "could not be opened at start-up" in fault["details"]
+    assert drive(cluster, slices[1])["status"] == "failed"
+    assert not ever_raised(cluster, "volumesOffline")
+    # The metadata is kept on two nodes again, and that is recorded: the next start, with
+    # the lost drive still gone, reads it from there and finds what was written since.
+    wait_until(lambda: _mirrors(cluster) == [slices[2], slices[3]], 30,
+               "the metadata to be mirrored on node 3")
+    sf = cluster.element()
+    sf.create_volume(name="w", account_id=sf.list_accounts().accounts[0].account_id,
+                     total_size=16 * MIB)
+    later = write_random(cluster, "w", tmp_path / "in2.img", 16 * MIB)
+    cluster.restart()
+    assert read_back(cluster, "w", tmp_path / "out2.img") == later
+    assert read_back(cluster, "v", tmp_path / "out3.img") == data
+    assert not ever_raised(cluster, "volumesOffline")
+
+
+def test_without_the_mirror_record_every_slice_drive_is_needed(
+        cluster: SealboxProcess, tmp_path: Path) -> None:
+    """A cluster whose metadata mirrors were never recorded (formatted by an older sealbox,
+    or the record deleted) cannot tell an old copy from a current one: even a slice drive
+    that never held the metadata keeps the volumes offline until it is back, and the first
+    start with every slice drive records the mirrors."""
+    data = _volume(cluster, tmp_path)
+    mirrors = _mirrors(cluster)
+    cluster.stop()
+    (cluster.data_dir / "metadata-mirrors.json").unlink()
+    away = tmp_path / "away.img"
+    (cluster.data_dir / "drives" / "node3" / "drive0.img").rename(away)
+    cluster.start()
+
+    fault = wait_until(lambda: open_fault(cluster, "volumesOffline", "never recorded"), 20,
+                       "volumesOffline")
+    assert "slice drive(s)" in fault["details"]
+    assert not ever_raised(cluster, "driveFailed")
+    away.rename(cluster.data_dir / "drives" / "node3" / "drive0.img")
+    wait_until(lambda: not open_fault(cluster, "volumesOffline", ""), 60,
+               "volumesOffline to resolve by itself")
+    assert read_back(cluster, "v", tmp_path / "out.img") == data
+    assert _mirrors(cluster) == mirrors
+
+
 @pytest.mark.parametrize("missing", [
-    [(2, 0)],
+    [(1, 0), (2, 0)],
     [(n, slot) for n in (2, 3) for slot in range(3)],
     [(n, slot) for n in (1, 2, 3) for slot in range(3)],
-], ids=["a-slice-drive", "two-nodes", "every-drive"])
+], ids=["the-metadata-slice-drives", "two-nodes", "every-drive"])
 def test_drives_missing_that_could_hold_data_fail_none_and_recover_by_themselves(
         cluster: SealboxProcess, tmp_path: Path, missing: list[tuple[int, int]]) -> None:
-    """Failing these could lose data (the newest metadata could be on a missing slice drive;
-    copies on two nodes are gone; a filesystem not mounted yet looks just like this), so
-    nothing is failed, and the volumes are served when the drives are back."""
+    """Failing these could lose data (the slice drives that hold the current metadata are
+    gone, and node 3's copy could be an old one; copies on two nodes are gone; a filesystem
+    not mounted yet looks just like this), so nothing is failed, and the volumes are served
+    when the drives are back."""
     data = _volume(cluster, tmp_path)
     cluster.stop()
     moved = {(n, slot): tmp_path / f"away-{n}-{slot}.img" for n, slot in missing}
@@ -111,6 +177,8 @@ def test_drives_missing_that_could_hold_data_fail_none_and_recover_by_themselves
     fault = wait_until(lambda: open_fault(cluster, "volumesOffline", "could not be opened"), 20,
                        "volumesOffline")
     assert fault["severity"] == "error"
+    if len(missing) == 2:
+        assert "holding the current volume metadata" in fault["details"], fault
     gone = sorted(d["driveID"] for d in drives(cluster) if (d["nodeID"], d["slot"]) in moved)
     assert sorted(fault["driveIDs"]) == gone
     assert {d["status"] for d in drives(cluster)} == {"active"}  # nothing failed

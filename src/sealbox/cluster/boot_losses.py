@@ -8,10 +8,12 @@ are slow to appear, or a device link created late, and failing such drives would
 copies that are merely late. So drives are failed at start-up only when that provably loses
 nothing:
 
-* every slice (metadata) drive opened. The volume metadata is read from the slice drive with
-  the newest copy, and only the mirrors hold the newest; which drives were the mirrors is not
-  recorded anywhere else, so with a slice drive missing the newest copy found could be an old
-  one (a drive that was a mirror once). Serving it would lose every write since;
+* the volume metadata found is current. The configuration store records which slice drives
+  hold every acknowledged metadata change (the mirror set, kept up to date by the engine:
+  :mod:`sealbox.storage.slice_store`), and the metadata is read from one of those; if none of
+  them opened, the engine does not open at all (a copy on another slice drive could be an old
+  one, and serving it would lose every write since). A cluster whose mirror set was never
+  recorded (formatted by an older sealbox, until its first start) needs every slice drive;
 * every chunk with a copy on a missing drive still has a copy on a drive that opened (a chunk
   left with one copy before the shutdown, its re-protection unfinished, or two drives dying
   on two nodes, can leave a chunk's only copies on missing drives);
@@ -34,15 +36,18 @@ from sealbox.storage import volume_repair
 from sealbox.storage.engine import StorageEngine
 from sealbox.store.base import Doc
 
+UNPROVEN = ("the slice drives holding the volume metadata were never recorded (a cluster "
+            "formatted before sealbox recorded them), so without every slice drive the "
+            "metadata found cannot be proven current")
+
 
 def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
                   active: Iterable[Doc]) -> str | None:
     """Why failing the ``broken`` drives (by drive ID; ``active``: every drive in service,
     broken or not) could lose data, or None if it cannot."""
     slices = sorted(i for i, doc in broken.items() if doc["role"] == DriveRole.SLICE)
-    if slices:
-        return (f"slice drive(s) {', '.join(map(str, slices))} did not open; without every "
-                "slice drive the volume metadata found cannot be proven current")
+    if slices and not engine.metadata_proven:
+        return f"slice drive(s) {', '.join(map(str, slices))} did not open; {UNPROVEN}"
     per_node: dict[int, int] = {}
     for doc in active:
         per_node[doc["nodeID"]] = per_node.get(doc["nodeID"], 0) + 1
@@ -61,8 +66,10 @@ def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
 
 
 def fail_in_engine(engine: StorageEngine, broken: Mapping[int, Doc]) -> None:
-    """Record the ``broken`` block drives as failed in the volume metadata, durably, before
-    the engine serves a write: a copy that misses writes must never be read again, even if
-    its drive comes back after a crash that happens before the cluster records the failure."""
+    """Record the ``broken`` drives as failed in the volume metadata, durably, before the
+    engine serves a write: a copy that misses writes must never be read again, even if its
+    drive comes back after a crash that happens before the cluster records the failure. (A
+    slice drive that did not open holds no mirror: the engine chose its mirrors among the
+    slice drives that opened.)"""
     for doc in broken.values():
         engine.fail_drive(engine_id(doc))

@@ -9,7 +9,7 @@ import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
 
-from sealbox.cluster import formation, topology
+from sealbox.cluster import formation, mirror_record, topology
 from sealbox.cluster.admins import AdminService
 from sealbox.cluster.audit import AuditLog
 from sealbox.cluster.authkeys import AuthKeys
@@ -21,6 +21,7 @@ from sealbox.cluster.jobs import JobService
 from sealbox.cluster.keycheck import KeyStateCheck
 from sealbox.cluster.keyservers import KeyServerStore, Timeouts
 from sealbox.cluster.masterkeys import MasterKeys
+from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.cluster.monitor import Monitor
 from sealbox.cluster.rekey import RekeyService
 from sealbox.cluster.sear import SearService
@@ -64,7 +65,8 @@ class Cluster:
         self.keys = MasterKeys(store, self.sear.internal, self.keyservers, self.audit)
         self.aks = AuthKeys(store, settings.data_dir / "keys" / "ak", self.keyservers,
                             self.audit)
-        self.storage = StorageService(store, self.sear, self.keys, self.aks)
+        self.storage = StorageService(store, self.sear, self.keys, self.aks,
+                                      MirrorRecord(settings.data_dir / mirror_record.FILE_NAME))
         self.volumes = VolumeService(store, self.storage)
         self.unlocker = Unlocker(store, self.sear, self.keys, self.storage, self.volumes,
                                  self.faults, settings.unlock_retry_max)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from sealbox.cluster import boot_losses
 from sealbox.cluster.authkeys import AkInvalid, AkUnavailable, AuthKeys
-from sealbox.cluster.drives import engine_id
+from sealbox.cluster.drives import drive_of_engine_id, engine_id
+from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.topology import DRIVES, DriveRole, DriveStatus
 from sealbox.errors import SealboxError
@@ -30,7 +31,7 @@ from sealbox.storage.header import EncryptionMode
 from sealbox.storage.keysource import KeySource
 from sealbox.storage.sed import SelfEncryptingDrive
 from sealbox.storage.slice_ops import Role
-from sealbox.storage.volume_errors import MetadataUnavailable
+from sealbox.storage.volume_errors import MetadataNotCurrent, MetadataUnavailable
 from sealbox.store.base import ConfigStore, Doc
 
 COLL = "storage"
@@ -39,8 +40,9 @@ log = logging.getLogger("sealbox.storage")
 
 class StorageService:
     def __init__(self, store: ConfigStore, sear: SearService, keys: KeySource,
-                 aks: AuthKeys) -> None:
+                 aks: AuthKeys, mirrors: MirrorRecord) -> None:
         self._store = store
+        self._mirrors = mirrors  # which slice drives hold the current volume metadata
         self._sear = sear
         self.keys = keys
         self._aks = aks
@@ -207,6 +209,22 @@ class StorageService:
                   if outcome is not None and d["driveID"] in outcome.broken}
         specs = [self._spec(doc, drive) for doc, drive in self._drives.values()]
         formatted = self._formatted()
+        try:
+            witness = self._mirrors.witness()
+        except (OSError, ValueError) as e:
+            self.unavailable_reason = f"the record of the metadata slice drives is unreadable: {e}"
+            log.error("volume metadata: %s", self.unavailable_reason)
+            return
+        # Slice drives left out: broken, or locked with an invalid key (failed by the caller).
+        left_out = set(broken) | set(outcome.invalid if outcome is not None else ())
+        slices = sorted(d["driveID"] for d in active
+                        if d["driveID"] in left_out and d["role"] == DriveRole.SLICE)
+        if witness.recorded is None and slices:
+            # Not even opened: opening rewrites the metadata found onto the slice drives
+            # that are there, and records them as its mirrors.
+            self.unavailable_reason = (f"slice drive(s) {', '.join(map(str, slices))} did not "
+                                       f"open; {boot_losses.UNPROVEN}")
+            return
         # Formatting needs two nodes for each kind of drive; reopening needs only what holds
         # the metadata and the data (a degraded cluster still serves its volumes).
         if not _enough(specs, 1 if formatted else 2):
@@ -217,13 +235,26 @@ class StorageService:
             return
         key = self._sear.integrity_key(self.keys)
         try:
-            engine = StorageEngine(specs, integrity_key=key, create=False)
-        except MetadataUnavailable:
+            engine = StorageEngine(specs, integrity_key=key, create=False, witness=witness)
+        except MetadataNotCurrent as e:
+            names = ", ".join(str(drive_of_engine_id(i)) for i in e.drive_ids)
+            self.unavailable_reason = (
+                f"the slice drive(s) holding the current volume metadata ({names}) did not "
+                "open or hold no readable copy; a copy on another slice drive could be an old "
+                "one")
+            log.error("volume metadata: %s", self.unavailable_reason)
+            return
+        except MetadataUnavailable as e:
             if formatted or broken:  # never format over drives that are only missing
-                self.unavailable_reason = "no slice drive holds readable volume metadata"
-                log.error("volume metadata unavailable on every slice drive that opened")
+                self.unavailable_reason = e.message
+                log.error("volume metadata unavailable: %s", e.message)
                 return
-            engine = StorageEngine(specs, integrity_key=key, create=True)
+            try:
+                engine = StorageEngine(specs, integrity_key=key, create=True, witness=witness)
+            except SealboxError as e:  # e.g. MetadataExists: never format over metadata
+                self.unavailable_reason = f"the volumes could not be formatted: {e.message}"
+                log.error("%s", self.unavailable_reason)
+                return
         if not formatted:  # also after a crash between formatting and this record
             with self._store.write() as txn:
                 txn.put(COLL, 0, {"formatted": True})
