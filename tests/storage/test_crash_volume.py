@@ -16,11 +16,11 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 from sealbox.storage.blockdev import SECTOR_SIZE
+from tests.support.proc import run_until_logged
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 30
@@ -75,17 +75,6 @@ def observed(sector: int, raw: bytes) -> int:
     return int(op_id)
 
 
-def run_until(proc: subprocess.Popen[bytes], log: Path, lines: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker died: {proc.stderr.read() if proc.stderr else ''!r}")
-        if log.exists() and log.read_bytes().count(b"\n") >= lines:
-            return
-        time.sleep(0.002)  # polling interval, not a timing assumption
-    raise AssertionError("worker made no progress")
-
-
 def test_kill_9_never_loses_flushed_writes_nor_returns_garbage(tmp_path: Path) -> None:
     eng = worker.open_engine(tmp_path, create=True)
     eng.create_volume(1, "crash", worker.VOLUME_SIZE)
@@ -100,7 +89,7 @@ def test_kill_9_never_loses_flushed_writes_nor_returns_garbage(tmp_path: Path) -
         proc = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), str(log),
                                  str(next_id), str(run)], stderr=subprocess.PIPE)
         try:
-            run_until(proc, log, rng.randrange(3, 120))
+            run_until_logged(proc, log, rng.randrange(3, 120))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

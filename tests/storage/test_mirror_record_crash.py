@@ -17,28 +17,17 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.storage.filedev import FileBlockDevice
 from sealbox.storage.slice_store import SliceStore
 from tests.storage import mirror_worker as worker
+from tests.support.proc import run_until_logged
 
 WORKER = Path(worker.__file__)
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 30
-
-
-def run_until(proc: subprocess.Popen[bytes], log: Path, lines: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker died: {proc.stderr.read() if proc.stderr else ''!r}")
-        if log.exists() and log.read_bytes().count(b"\n") >= lines:
-            return
-        time.sleep(0.002)  # polling interval, not a timing assumption
-    raise AssertionError("worker made no progress")
 
 
 def views_without(root: Path, absent: set[int]) -> dict[int, set[int] | None]:
@@ -67,7 +56,7 @@ def test_kill_9_never_leaves_a_recorded_mirror_without_an_acknowledged_change(
                                  str(1 + 1000 * run), str(run)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
-            run_until(proc, log, lines)
+            run_until_logged(proc, log, lines)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -53,6 +53,19 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
         time.sleep(interval)
 
 
+def run_until_logged(proc: subprocess.Popen[bytes], log: Path, lines: int) -> None:
+    """Let a crash-test worker run until its log has ``lines`` lines (then the caller kills it
+    with SIGKILL): killing at a point of its progress, never after a fixed sleep."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker died: {proc.stderr.read() if proc.stderr else ''!r}")
+        if log.exists() and log.read_bytes().count(b"\n") >= lines:
+            return
+        time.sleep(0.002)  # polling interval, not a timing assumption
+    raise AssertionError("worker made no progress")
+
+
 class SealboxProcess:
     def __init__(self, data_dir: Path, extra: Sequence[str] = (), password: str = PASSWORD,
                  drive_size: str = "64MiB", nodes: int = 4,
