@@ -236,19 +236,13 @@ class StorageService:
         key = self._sear.integrity_key(self.keys)
         try:
             engine = StorageEngine(specs, integrity_key=key, create=False, witness=witness)
-        except MetadataNotCurrent as e:
-            names = ", ".join(str(drive_of_engine_id(i)) for i in e.drive_ids)
-            self.unavailable_reason = (
-                f"the slice drive(s) holding the current volume metadata ({names}) did not "
-                "open or hold no readable copy; a copy on another slice drive could be an old "
-                "one")
-            log.error("volume metadata: %s", self.unavailable_reason)
-            return
         except MetadataUnavailable as e:
             if formatted or broken:  # never format over drives that are only missing
-                self.unavailable_reason = e.message
-                log.error("volume metadata unavailable: %s", e.message)
+                self.unavailable_reason = _metadata_reason(e)
+                log.error("volume metadata unavailable: %s", self.unavailable_reason)
                 return
+            # Never formatted (a record left by another cluster is no reason not to): the
+            # engine formats only drives that hold no metadata at all.
             try:
                 engine = StorageEngine(specs, integrity_key=key, create=True, witness=witness)
             except SealboxError as e:  # e.g. MetadataExists: never format over metadata
@@ -379,6 +373,14 @@ def unlock_disks(aks: AuthKeys, disks: Mapping[int, Disk], docs: Sequence[Doc],
         except SealboxError as e:
             outcome.invalid[drive_id] = AkInvalid(
                 f"drive {drive_id} refused its authentication key ({e.message})")
+
+
+def _metadata_reason(error: MetadataUnavailable) -> str:
+    if not isinstance(error, MetadataNotCurrent):
+        return error.message
+    names = ", ".join(str(drive_of_engine_id(i)) for i in error.drive_ids)
+    return (f"the slice drive(s) holding the current volume metadata ({names}) did not open "
+            "or hold no readable copy; a copy on another slice drive could be an old one")
 
 
 class StorageUnavailable(SealboxError):

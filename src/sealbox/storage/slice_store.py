@@ -102,8 +102,6 @@ class SliceStore:
         of them holds every acknowledged record, so any one that loads is current, whatever
         other slice drives are missing. Raises :class:`MetadataNotCurrent` if none loads: a
         copy found elsewhere could be an old one, and serving it would lose writes."""
-        if all(v is None for _, v in loaded.values()):  # a new cluster: nothing to be stale
-            raise MetadataUnavailable("no slice drive holds readable volume metadata")
         views = {d: loaded[d][1] for d in witnessed if d in loaded}
         usable = {d: v for d, v in views.items() if v is not None}
         if not usable:
