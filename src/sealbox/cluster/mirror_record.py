@@ -17,9 +17,9 @@ new one after a crash.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from sealbox import files
 from sealbox.storage.volume_types import MirrorWitness
 
 FILE_NAME = "metadata-mirrors.json"
@@ -46,22 +46,7 @@ class MirrorRecord:
 
     def write(self, ids: list[int]) -> None:
         """Replace the record durably: after this returns, a crash leaves the new set."""
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        data = json.dumps({"mirrors": sorted(ids)}).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        dir_fd = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        files.replace_durably(self._path, json.dumps({"mirrors": sorted(ids)}).encode(), _MODE)
 
     def witness(self) -> MirrorWitness:
         return MirrorWitness(self.read(), self.write)

@@ -17,6 +17,7 @@ import ssl
 import tempfile
 import time
 
+from sealbox import files
 from sealbox.kmip.certs import CertificateInvalid, validate_ca_bundle, validate_client_certificate
 from sealbox.kmip.config import KmipEndpoint
 from sealbox.kmip.errors import (
@@ -87,16 +88,10 @@ def _load_client_chain(context: ssl.SSLContext, cert_pem: bytes, key: Secret) ->
         ) from exc
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _load_via_memfd(context: ssl.SSLContext, cert_pem: bytes, key: Secret) -> None:
     fd = os.memfd_create("sealbox-kmip-client", os.MFD_CLOEXEC)
     try:
-        _write_all(fd, cert_pem.rstrip(b"\n") + b"\n" + key.reveal())
+        files.write_fully(fd, cert_pem.rstrip(b"\n") + b"\n" + key.reveal())
         context.load_cert_chain(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
@@ -108,7 +103,7 @@ def _load_via_private_dir(context: ssl.SSLContext, cert_pem: bytes, key: Secret)
         path = os.path.join(directory, "client.pem")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _write_all(fd, cert_pem.rstrip(b"\n") + b"\n" + key.reveal())
+            files.write_fully(fd, cert_pem.rstrip(b"\n") + b"\n" + key.reveal())
         finally:
             os.close(fd)
         context.load_cert_chain(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from sealbox import files
 from sealbox.storage.drive_errors import DriveIOError, DriveTruncated
 
 Buffer = bytes | bytearray | memoryview
@@ -111,10 +112,6 @@ def resize(fd: int, size: int) -> None:
 def sync_directory(path: str) -> None:
     """Make a new directory entry (a new drive file's name) durable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        files.sync_directory(path)
     except OSError as error:
         raise _io_error("sync directory", error) from error

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
+from sealbox import files
 from sealbox.errors import SealboxError
 from sealbox.secrets import Secret
 from sealbox.storage.keywrap import MASTER_KEY_SIZE
@@ -95,11 +96,11 @@ class InternalKeyStore:
         fd = os.open(self._path(master_key_id), flags, KEY_FILE_MODE)
         try:
             os.fchmod(fd, KEY_FILE_MODE)  # exact mode whatever the umask
-            _write_all(fd, os.urandom(MASTER_KEY_SIZE))
+            files.write_fully(fd, os.urandom(MASTER_KEY_SIZE))
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self._dir)
+        files.sync_directory(self._dir)
         return master_key_id
 
     def get(self, master_key_id: str) -> Secret:
@@ -132,12 +133,12 @@ class InternalKeyStore:
         except FileNotFoundError:
             return
         try:
-            _write_all(fd, os.urandom(max(os.fstat(fd).st_size, MASTER_KEY_SIZE)))
+            files.write_fully(fd, os.urandom(max(os.fstat(fd).st_size, MASTER_KEY_SIZE)))
             os.fsync(fd)
         finally:
             os.close(fd)
         path.unlink()
-        _fsync_dir(self._dir)
+        files.sync_directory(self._dir)
 
 
 def _check_private(fd: int, master_key_id: str) -> None:
@@ -146,17 +147,3 @@ def _check_private(fd: int, master_key_id: str) -> None:
         raise KeyFileInsecure(f"master key {master_key_id} file must be a regular 0600 file")
     if info.st_uid != os.geteuid():
         raise KeyFileInsecure(f"master key {master_key_id} file is not owned by this user")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
