@@ -8,12 +8,13 @@ are slow to appear, or a device link created late, and failing such drives would
 copies that are merely late. So drives are failed at start-up only when that provably loses
 nothing:
 
-* the volume metadata found is current. The configuration store records which slice drives
-  hold every acknowledged metadata change (the mirror set, kept up to date by the engine:
-  :mod:`sealbox.storage.slice_store`), and the metadata is read from one of those; if none of
-  them opened, the engine does not open at all (a copy on another slice drive could be an old
-  one, and serving it would lose every write since). A cluster whose mirror set was never
-  recorded (formatted by an older sealbox, until its first start) needs every slice drive;
+* the volume metadata found is current. The cluster records which slice drives hold every
+  acknowledged metadata change (the mirror set, kept up to date by the engine:
+  :mod:`sealbox.storage.slice_store`, in :mod:`sealbox.cluster.mirror_record`), and the
+  metadata is read from one of those; if none of them opened, the engine does not open at all
+  (a copy on another slice drive could be an old one, and serving it would lose every write
+  since). A cluster whose mirror set was never recorded (formatted by an older sealbox, until
+  its first start) needs every slice drive;
 * every chunk with a copy on a missing drive still has a copy on a drive that opened (a chunk
   left with one copy before the shutdown, its re-protection unfinished, or two drives dying
   on two nodes, can leave a chunk's only copies on missing drives);
@@ -36,18 +37,22 @@ from sealbox.storage import volume_repair
 from sealbox.storage.engine import StorageEngine
 from sealbox.store.base import Doc
 
-UNPROVEN = ("the slice drives holding the volume metadata were never recorded (a cluster "
-            "formatted before sealbox recorded them), so without every slice drive the "
-            "metadata found cannot be proven current")
+
+def unproven(slices: Iterable[int]) -> str:
+    """Why slice drives (by drive ID) that did not open keep an unrecorded cluster offline."""
+    return (f"slice drive(s) {', '.join(map(str, sorted(slices)))} did not open; the slice "
+            "drives holding the volume metadata were never recorded (a cluster formatted "
+            "before sealbox recorded them), so without every slice drive the metadata found "
+            "cannot be proven current")
 
 
 def unsafe_reason(engine: StorageEngine, broken: Mapping[int, Doc],
                   active: Iterable[Doc]) -> str | None:
     """Why failing the ``broken`` drives (by drive ID; ``active``: every drive in service,
     broken or not) could lose data, or None if it cannot."""
-    slices = sorted(i for i, doc in broken.items() if doc["role"] == DriveRole.SLICE)
+    slices = [i for i, doc in broken.items() if doc["role"] == DriveRole.SLICE]
     if slices and not engine.metadata_proven:
-        return f"slice drive(s) {', '.join(map(str, slices))} did not open; {UNPROVEN}"
+        return unproven(slices)
     per_node: dict[int, int] = {}
     for doc in active:
         per_node[doc["nodeID"]] = per_node.get(doc["nodeID"], 0) + 1

@@ -217,13 +217,12 @@ class StorageService:
             return
         # Slice drives left out: broken, or locked with an invalid key (failed by the caller).
         left_out = set(broken) | set(outcome.invalid if outcome is not None else ())
-        slices = sorted(d["driveID"] for d in active
-                        if d["driveID"] in left_out and d["role"] == DriveRole.SLICE)
+        slices = [d["driveID"] for d in active
+                  if d["driveID"] in left_out and d["role"] == DriveRole.SLICE]
         if witness.recorded is None and slices:
             # Not even opened: opening rewrites the metadata found onto the slice drives
             # that are there, and records them as its mirrors.
-            self.unavailable_reason = (f"slice drive(s) {', '.join(map(str, slices))} did not "
-                                       f"open; {boot_losses.UNPROVEN}")
+            self.unavailable_reason = boot_losses.unproven(slices)
             return
         # Formatting needs two nodes for each kind of drive; reopening needs only what holds
         # the metadata and the data (a degraded cluster still serves its volumes).
