@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.storage.filedev import FileBlockDevice
+from sealbox.storage.slice_log import Loaded, SliceMirror
 from sealbox.storage.slice_store import SliceStore
 from tests.storage import mirror_worker as worker
 from tests.support.proc import run_until_logged
@@ -30,13 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLS = 30
 
 
-def views_without(root: Path, absent: set[int]) -> dict[int, set[int] | None]:
-    """Each slice drive's own metadata view (its volumes), the ``absent`` ones left out."""
+def load_without(root: Path, absent: set[int]) -> dict[int, tuple[SliceMirror, Loaded | None]]:
+    """Each slice drive's own metadata view, as a start-up loads it, the ``absent`` ones left
+    out."""
     devs = [(d, FileBlockDevice(worker.slice_path(root, d), worker.SLICE_SECTORS))
             for d in worker.slice_drives(root)
             if d not in absent and worker.slice_path(root, d).exists()]
-    loaded = SliceStore.load_all(devs, worker.KEY)
-    return {d: None if v is None else set(v.state.volumes) for d, (_, v) in loaded.items()}
+    return SliceStore.load_all(devs, worker.KEY)
 
 
 def test_kill_9_never_leaves_a_recorded_mirror_without_an_acknowledged_change(
@@ -68,17 +69,14 @@ def test_kill_9_never_leaves_a_recorded_mirror_without_an_acknowledged_change(
             assert not acked, f"run {run}: no mirror recorded"
             continue
         for mirror in sorted(recorded):
-            views = views_without(tmp_path, set(recorded) - {mirror})
+            loaded = load_without(tmp_path, set(recorded) - {mirror})
             # What a start-up reads with only this recorded drive of the set present:
-            best = SliceStore.current_of(
-                SliceStore.load_all(
-                    [(d, FileBlockDevice(worker.slice_path(tmp_path, d), worker.SLICE_SECTORS))
-                     for d in views], worker.KEY),
-                recorded)
+            best = SliceStore.current_of(loaded, recorded)
             missing = acked - set(best.state.volumes)
             assert not missing, f"run {run}: mirror {mirror} lacks volumes {sorted(missing)}"
             # Not vacuous: old copies that would have lost acknowledged volumes were there.
-            stale_seen += any(v is not None and not acked <= v for v in views.values())
+            stale_seen += any(v is not None and not acked <= set(v.state.volumes)
+                              for _, v in loaded.values())
     assert len(worker.acknowledged(tmp_path)) > 5 * KILLS
     assert len(worker.slice_drives(tmp_path)) > 8  # the mirror set really moved
     assert stale_seen > KILLS // 2
