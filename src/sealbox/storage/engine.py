@@ -403,8 +403,8 @@ class StorageEngine:
                 raise VolumeDataUnavailable("no block drive could make its writes durable")
 
     def _fail_drives(self, drive_ids: set[int]) -> None:
-        """Stop using these block drives, durably: a copy that missed writes must never be
-        read again, even after a restart."""
+        """Stop using these drives (block drives, and slice drives that never opened),
+        durably: a copy that missed writes must never be read again, even after a restart."""
         with self._store.lock:
             state = self._store.state
             # A drive recorded in the metadata but never opened (absent at start-up) is not in
