@@ -21,8 +21,25 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 from sealbox.storage.blockdev import SECTOR_SIZE
+
+if TYPE_CHECKING:
+    from sealbox.storage._sector_tokens import Hasher
+
+
+def _native_hasher() -> type[Hasher] | None:
+    """The C build of :meth:`Sealer.tokens` (setup.py), or None where it was not built (no C
+    compiler or OpenSSL headers at install): the Python code then computes equal tokens."""
+    try:
+        from sealbox.storage._sector_tokens import Hasher
+    except ImportError:
+        return None
+    return Hasher
+
+
+_NativeHasher = _native_hasher()
 
 CHUNK_SIZE = 1 << 20
 SECTORS_PER_CHUNK = CHUNK_SIZE // SECTOR_SIZE
@@ -33,15 +50,16 @@ CSUM_SECTORS = SECTORS_PER_CHUNK // ENTRIES_PER_SECTOR
 NO_TOKEN = bytes(TOKEN_SIZE)
 _SALT = struct.Struct("<QQ")
 _FIELDS = struct.Struct("16s16s16s16x")
-# Each sector is fed to SHA-256 in pieces shorter than 2048 bytes. CPython's hashlib releases
-# the GIL (and allocates a lock for the hash object) for any update of 2048 bytes or more
-# (HASHLIB_GIL_MINSIZE): once per 4 KiB sector, 256 times per chunk, for about 3 us of work
-# each. With the NBD server's worker threads all wanting the GIL, every such release became a
-# hand-off between threads: perf showed futex wake-ups and context switches as the largest
-# cost of the server (about a quarter of its CPU), and holding the GIL here took a volume
-# write through NBD from about 100 to 150 MB/s and a read from 170 to 280 MB/s. Held, the
-# GIL is released only around real I/O and long cipher runs. The digest is the same
-# whatever the pieces.
+# Without the C extension, each sector is fed to SHA-256 in pieces shorter than 2048 bytes.
+# CPython's hashlib releases the GIL (and allocates a lock for the hash object) for any update
+# of 2048 bytes or more (HASHLIB_GIL_MINSIZE): once per 4 KiB sector, 256 times per chunk, for
+# about 3 us of work each. With the NBD server's worker threads all wanting the GIL, every such
+# release became a hand-off between threads: perf showed futex wake-ups and context switches
+# as the largest cost of the server (about a quarter of its CPU), and holding the GIL here took
+# a volume write through NBD from about 100 to 150 MB/s and a read from 170 to 280 MB/s. Held,
+# the GIL is released only around real I/O and long cipher runs. The digest is the same
+# whatever the pieces. The C extension does better: one call per request, all of it hashed
+# with the GIL released once (writes about 1.3x, reads about 1.7x faster; bench/README.md).
 _PIECES = ((0, 2047), (2047, 4094), (4094, SECTOR_SIZE))
 EMPTY_FIELDS = (NO_TOKEN, NO_TOKEN, NO_TOKEN)
 
@@ -86,9 +104,20 @@ class Sealer:
     the speed of keyed BLAKE2b (SHA-NI), and the hash is the main CPU cost of the data path.
     """
 
-    def __init__(self, key: bytes | None) -> None:
+    def __init__(self, key: bytes | None, *, native: bool | None = None) -> None:
+        """``native``: use the C extension (True: it must be built), the Python code (False),
+        or the C extension when it is built (None, the default)."""
+        if native and _NativeHasher is None:
+            raise RuntimeError("the C extension sealbox.storage._sector_tokens is not built")
         block = hashlib.blake2b(key or b"", digest_size=64, person=b"sbx-sector-key").digest()
         self._base = hashlib.sha256(block)
+        self._native = (_NativeHasher(block)
+                        if _NativeHasher is not None and native is not False else None)
+
+    @property
+    def native(self) -> bool:
+        """Whether tokens are computed by the C extension."""
+        return self._native is not None
 
     def token(self, volume_id: int, chunk: int, sector: int, data: bytes | memoryview) -> bytes:
         """The token of one sector (``data`` is exactly one sector)."""
@@ -107,10 +136,12 @@ class Sealer:
         Binding the token to (volume, chunk, sector) means that a stale chunk map pointing at a
         slot now owned by another chunk fails verification instead of returning its data.
         """
+        start = chunk * SECTORS_PER_CHUNK + first
+        if self._native is not None:
+            return self._native.tokens(volume_id, start, data)
         view = memoryview(data)
         size = len(view)
         count = size // SECTOR_SIZE
-        start = chunk * SECTORS_PER_CHUNK + first
         # The same steps as token(), one sector at a time, but each step is a map() over the
         # hash type's own methods: the per-sector loop runs in C, with no bytecode per sector
         # (this is the hottest loop of the data path; SHA-256 itself is about 60% of it).
