@@ -314,30 +314,27 @@ class StorageEngine:
                 self._map_new(volume_id, wanted)
 
     def _map_new(self, volume_id: int, chunks: list[int]) -> None:
-        ops: list[MapChunk] = []
+        """Map ``chunks`` (the first must get slots; the rest as far as space goes) in one
+        commit."""
+        pairs = self._take_pairs(len(chunks))
         try:
-            for c in chunks:
-                try:
-                    ops.append(MapChunk(volume_id, c, self._take_pair()))
-                except NotEnoughSpace:
-                    if not ops:  # only the chunk being written must have room
-                        raise
-                    break
-            self._store.commit(ops)
+            self._store.commit([MapChunk(volume_id, c, pair)
+                                for c, pair in zip(chunks, pairs, strict=False)])
         except BaseException:
-            self._pool.give_back(loc for op in ops for loc in op.locs)
+            self._pool.give_back(loc for pair in pairs for loc in pair)
             raise
 
-    def _take_pair(self) -> tuple[Loc, Loc]:
+    def _take_pairs(self, count: int) -> list[tuple[Loc, Loc]]:
         while True:  # each failure takes a drive out, so this ends
             try:
-                pair = self._pool.take_pair()
+                pairs = self._pool.take_pairs(count)
             except DriveWriteFailed as exc:
                 self._fail_drives({exc.drive_id})
                 continue
-            for drive_id, slot in pair:  # their entries were just emptied
-                self._io.mark_empty(drive_id, slot)
-            return pair
+            for pair in pairs:  # their entries were just emptied
+                for drive_id, slot in pair:
+                    self._io.mark_empty(drive_id, slot)
+            return pairs
 
     def unmap_range(self, volume_id: int, first: int, end: int) -> None:
         """Free the mapped chunks among ``first .. end-1`` (they then read as zeros)."""

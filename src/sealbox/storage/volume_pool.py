@@ -12,6 +12,7 @@ from sealbox.storage.chunk import CSUM_SECTORS, BlockLayout
 from sealbox.storage.chunk_io import Copy
 from sealbox.storage.placement import DriveSpace, SlotAllocator, pick_one, pick_pair
 from sealbox.storage.slice_ops import Loc
+from sealbox.storage.volume_errors import NotEnoughSpace
 
 _EMPTY_CSUM = bytes(CSUM_SECTORS * SECTOR_SIZE)
 
@@ -69,30 +70,52 @@ class BlockPool:
     def total_used_slots(self) -> int:
         return sum(a.used for a in self._alloc.values())
 
-    def take_pair(self) -> tuple[Loc, Loc]:
-        """Two free slots on two nodes (see :func:`pick_pair`), their entries emptied.
+    def take_pairs(self, count: int) -> list[tuple[Loc, Loc]]:
+        """Up to ``count`` pairs of free slots, each on two nodes (see :func:`pick_pair`),
+        fewer only if space runs out, their entries emptied.
 
         Free slots already have empty entries (emptied durably when freed); emptying them
-        again costs little and protects against a slot dirtied without a map naming it.
-        Raises :class:`DriveWriteFailed` if a chosen drive cannot be written.
+        again costs little and protects against a slot dirtied without a map naming it. It
+        costs one write per run of adjacent slots on a drive, not one per slot: a streaming
+        writer's next chunks take their slots in order, so mapping 32 chunks ahead writes a
+        few times per drive instead of 64 times in all (each small write waited for the GIL
+        and for the drive file behind the data writes, which made mapping, not the data, the
+        limit of a sequential write).
+
+        Raises :class:`NotEnoughSpace` if not even one pair is free, and
+        :class:`DriveWriteFailed` if a chosen drive cannot be written (every slot is then
+        given back).
         """
-        a, b = pick_pair(DriveSpace(d, node, self._alloc[d].free)
-                         for d, (_, _, node) in self._drives.items())
-        locs = ((a, self._alloc[a].take()), (b, self._alloc[b].take()))
+        pairs: list[tuple[Loc, Loc]] = []
+        while len(pairs) < count:
+            try:
+                a, b = pick_pair(DriveSpace(d, node, self._alloc[d].free)
+                                 for d, (_, _, node) in self._drives.items())
+            except NotEnoughSpace:
+                if not pairs:
+                    raise
+                break
+            pairs.append(((a, self._alloc[a].take()), (b, self._alloc[b].take())))
+        locs = [loc for pair in pairs for loc in pair]
         try:
-            for loc in locs:
-                self._empty(loc)
+            self._empty(locs)
         except BaseException:
             self.give_back(locs)
             raise
-        return locs
+        return pairs
 
-    def _empty(self, loc: Loc) -> None:
-        dev, layout, _ = self._drives[loc[0]]
-        try:
-            dev.write(layout.csum_sector(loc[1]), _EMPTY_CSUM)
-        except Exception as exc:  # the caller fails the drive out and chooses again
-            raise DriveWriteFailed(loc[0]) from exc
+    def _empty(self, locs: list[Loc]) -> None:
+        by_drive: dict[int, list[int]] = {}
+        for d, slot in locs:
+            by_drive.setdefault(d, []).append(slot)
+        for d, slots in by_drive.items():
+            dev, layout, _ = self._drives[d]
+            try:
+                for first, count in _runs(sorted(slots)):
+                    dev.write(layout.csum_sector(first),
+                              _EMPTY_CSUM if count == 1 else bytes(count * len(_EMPTY_CSUM)))
+            except Exception as exc:  # the caller fails the drive out and chooses again
+                raise DriveWriteFailed(d) from exc
 
     def take_one(self, avoid_nodes: set[int]) -> Loc:
         """One free slot on a node not in ``avoid_nodes``, for a re-replication target.
@@ -101,7 +124,7 @@ class BlockPool:
         the slot (after the data) and the slot is mapped only after that write is flushed, so
         whatever entries the slot held before are overwritten before any map names it. A
         crash before the map commit leaves a free slot with stale entries, which
-        :meth:`take_pair` empties before it hands the slot to a writer.
+        :meth:`take_pairs` empties before it hands the slot to a writer.
         """
         d = pick_one((DriveSpace(d, node, self._alloc[d].free)
                       for d, (_, _, node) in self._drives.items()), avoid_nodes)
@@ -118,3 +141,14 @@ class BlockPool:
 
     def devices(self) -> list[tuple[int, BlockDevice]]:
         return [(d, dev) for d, (dev, _, _) in self._drives.items()]
+
+
+def _runs(slots: list[int]) -> list[tuple[int, int]]:
+    """(first, count) of each run of consecutive numbers in sorted ``slots``."""
+    runs: list[tuple[int, int]] = []
+    for slot in slots:
+        if runs and runs[-1][0] + runs[-1][1] == slot:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((slot, 1))
+    return runs
