@@ -28,7 +28,7 @@ def test_adjacent_reads_merge_in_order() -> None:
     for offset in (0, 16 * KIB, 32 * KIB):
         q.put(req(p.CMD_READ, offset, 16 * KIB), cost=16 * KIB)
     assert len(q) == 3
-    batch = q.get()
+    batch = q.take()
     assert batch is not None and len(q) == 0
     assert [r.offset for r in batch.requests] == [0, 16 * KIB, 32 * KIB]
     assert (batch.offset, batch.length, batch.cost) == (0, 48 * KIB, 48 * KIB)
@@ -48,7 +48,7 @@ def test_only_adjacent_same_kind_requests_inside_one_window_merge(second: Reques
     first = req(p.CMD_READ, 32 * KIB if second.offset == 48 * KIB else 0, 16 * KIB)
     q.put(first, cost=1)
     q.put(second, cost=1)
-    one, two = q.get(), q.get()
+    one, two = q.take(), q.take()
     assert one is not None and two is not None
     assert (one.requests, two.requests) == ([first], [second])
 
@@ -56,20 +56,20 @@ def test_only_adjacent_same_kind_requests_inside_one_window_merge(second: Reques
 def test_a_batch_a_worker_took_is_never_extended() -> None:
     q = PendingQueue(MERGE)
     q.put(req(p.CMD_WRITE, 0, 4 * KIB), cost=1)
-    taken = q.get()
+    taken = q.take()
     q.put(req(p.CMD_WRITE, 4 * KIB, 4 * KIB), cost=1)
     assert taken is not None and len(taken.requests) == 1
-    later = q.get()
+    later = q.take()
     assert later is not None and [r.offset for r in later.requests] == [4 * KIB]
 
 
-def test_stop_comes_after_the_queued_work() -> None:
+def test_take_from_an_empty_queue_is_none() -> None:
     q = PendingQueue(MERGE)
+    assert q.take() is None
     q.put(req(p.CMD_READ, 0, 4 * KIB), cost=1)
-    q.put_stop()
     assert len(q) == 1
-    assert q.get() is not None
-    assert q.get() is None
+    assert q.take() is not None
+    assert q.take() is None
     assert len(q) == 0
 
 
@@ -108,7 +108,7 @@ def gated() -> GatedExport:
 
 @pytest.fixture
 def one_worker(gated: GatedExport) -> Iterator[NbdServer]:
-    settings = ServerSettings(workers_per_connection=1, merge_bytes=MERGE)
+    settings = ServerSettings(workers=1, merge_bytes=MERGE)
     srv = NbdServer(DictCatalog([gated]), port=0, settings=settings)
     srv.start()
     yield srv

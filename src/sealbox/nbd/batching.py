@@ -1,4 +1,4 @@
-"""The queue between a connection's reader and its workers, which merges adjacent requests.
+"""The queue between a connection's reader and the workers, which merges adjacent requests.
 
 A streaming client (``nbdcopy``, ``qemu-img convert``) keeps dozens of requests in flight, each
 a slice of a sequential run: 256 KiB reads or writes, one after the other. While the workers
@@ -62,12 +62,12 @@ class Batch:
 
 class PendingQueue:
     """A FIFO of :class:`Batch` that merges each request into the batch queued last when it
-    continues that batch's range (see the module docstring). ``None`` asks a worker to stop."""
+    continues that batch's range (see the module docstring)."""
 
     def __init__(self, merge_bytes: int) -> None:
         self._merge_bytes = merge_bytes
-        self._items: deque[Batch | None] = deque()
-        self._ready = threading.Condition(threading.Lock())
+        self._items: deque[Batch] = deque()
+        self._lock = threading.Lock()
         self._requests = 0  # in the queued batches
 
     def __len__(self) -> int:
@@ -75,7 +75,7 @@ class PendingQueue:
         return self._requests
 
     def put(self, request: Request, cost: int) -> None:
-        with self._ready:
+        with self._lock:
             self._requests += 1
             tail = self._items[-1] if self._items else None
             if tail is not None and self._joins(tail, request):
@@ -84,20 +84,14 @@ class PendingQueue:
                 tail.cost += cost
                 return
             self._items.append(Batch(request, cost))
-            self._ready.notify()
 
-    def put_stop(self) -> None:
-        with self._ready:
-            self._items.append(None)
-            self._ready.notify()
-
-    def get(self) -> Batch | None:
-        with self._ready:
-            while not self._items:
-                self._ready.wait()
+    def take(self) -> Batch | None:
+        """The batch at the head, now closed to merging; None if nothing waits."""
+        with self._lock:
+            if not self._items:
+                return None
             batch = self._items.popleft()
-            if batch is not None:
-                self._requests -= 1 + len(batch.more)
+            self._requests -= 1 + len(batch.more)
             return batch
 
     def _joins(self, tail: Batch, request: Request) -> bool:

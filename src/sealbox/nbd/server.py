@@ -1,5 +1,6 @@
-"""The NBD server: a listening socket, one thread per connection (see ``session.py`` for why
-threads), and a prompt :meth:`NbdServer.stop`.
+"""The NBD server: a listening socket, one reader thread per connection (see ``session.py``
+for why threads), a pool of workers shared by all connections (``workers.py``), and a prompt
+:meth:`NbdServer.stop`.
 
 The server is thread-based; from asyncio call ``await asyncio.to_thread(server.stop)`` (``start``
 only binds and spawns a thread, so it may be called directly).
@@ -12,12 +13,13 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sealbox.nbd.export import ExportCatalog
 from sealbox.nbd.handshake import Handshake
 from sealbox.nbd.session import DEFAULT_MERGE_BYTES, Session
 from sealbox.nbd.wire import ConnectionClosed, Wire
+from sealbox.nbd.workers import WorkerPool, default_size
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ class ServerSettings:
     """Tunables of :class:`NbdServer`; the defaults suit a storage node."""
 
     multi_conn: bool = True
-    workers_per_connection: int = 4  # export calls in flight per connection
+    # Export calls in flight over all connections (nbd/workers.py): two per core, at least 4.
+    workers: int = field(default_factory=default_size)
     budget_bytes: int = 64 * 1024 * 1024  # request bytes in flight per connection
     # Adjacent queued reads or writes run as one export call up to this size, never across a
     # multiple of it (nbd/batching.py): the storage engine's chunk.
@@ -62,6 +65,7 @@ class NbdServer:
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, _Connection] = {}
         self._stopping = False
+        self.pool = WorkerPool(self.settings.workers)
 
     @property
     def port(self) -> int:
@@ -81,6 +85,7 @@ class NbdServer:
             raise RuntimeError("server already started")
         listener = socket.create_server((self._host, self._port), backlog=128, reuse_port=False)
         self._listener = listener
+        self.pool.start()
         self._bound_port = int(listener.getsockname()[1])
         self._accept_thread = threading.Thread(target=self._accept_loop, name="nbd-accept")
         self._accept_thread.daemon = True
@@ -106,6 +111,7 @@ class NbdServer:
             conn.stop()
         for thread, _ in connections:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.pool.stop(max(0.0, deadline - time.monotonic()))
 
     def connection_count(self) -> int:
         with self._lock:
@@ -170,7 +176,7 @@ class _Connection:
                 timeout=cfg.handshake_timeout,
             ).run()
             session = Session(
-                self._wire, neg, workers=cfg.workers_per_connection,
+                self._wire, neg, pool=self._server.pool,
                 budget_bytes=cfg.budget_bytes, merge_bytes=cfg.merge_bytes,
             )
             with self._lock:

@@ -1,11 +1,12 @@
-"""The transmission phase of one connection: read requests, run them on workers, reply.
+"""The transmission phase of one connection: read requests, queue them for the workers, reply.
 
 Threading model (why not asyncio): export methods block on disk I/O and crypto, so they need
 threads anyway, and PERF-NOTES measured plain threads with blocking ``recv`` at 1.7-3.6 GB/s
 against 0.6-1.1 GB/s for asyncio streams. So each connection has one *reader* thread that
 parses requests and receives write payloads with ``recv(n, MSG_WAITALL)`` (the GIL is released
-while the kernel fills the buffer), and a few *worker* threads that call the export and send
-the reply. Replies may leave out of order; the client matches them by cookie, as NBD allows.
+while the kernel fills the buffer), and the server's *workers* (:mod:`sealbox.nbd.workers`,
+shared by all connections) call the export and send the replies. Replies may leave out of
+order; the client matches them by cookie, as NBD allows.
 
 Safety: a write reaches the export only after its whole payload has arrived, so a client that
 vanishes mid-payload leaves the export unchanged. Requests are validated (flags, length,
@@ -25,6 +26,7 @@ from sealbox.nbd.batching import Batch, PendingQueue, Request
 from sealbox.nbd.export import ExportUnavailable
 from sealbox.nbd.handshake import Negotiated
 from sealbox.nbd.wire import ConnectionClosed, Wire
+from sealbox.nbd.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +78,19 @@ class Session:
     """Serves requests on an already negotiated connection until the client disconnects."""
 
     def __init__(
-        self, wire: Wire, negotiated: Negotiated, *, workers: int, budget_bytes: int,
+        self, wire: Wire, negotiated: Negotiated, *, pool: WorkerPool, budget_bytes: int,
         merge_bytes: int = DEFAULT_MERGE_BYTES,
     ) -> None:
+        """``pool``: the server's workers, which run this session's requests."""
         self._wire = wire
         self._neg = negotiated
         self._export = negotiated.export
         self._size = negotiated.size
-        self._workers = workers
+        self._pool = pool
         self._budget = _Budget(budget_bytes)
         self._queue = PendingQueue(merge_bytes)
+        self._idle = threading.Condition()
+        self._running = 0  # batches taken by workers and not yet answered
         self._handlers: dict[int, Callable[[Request], Reply]] = {
             p.CMD_READ: self._read,
             p.CMD_WRITE: self._write,
@@ -97,21 +102,13 @@ class Session:
     def serve(self) -> None:
         """Run until NBD_CMD_DISC, end of stream, a protocol violation or :meth:`stop`; every
         request already received is completed (and answered if possible) before returning."""
-        threads = [
-            threading.Thread(target=self._work, name=f"nbd-worker-{self._neg.name}", daemon=True)
-            for _ in range(self._workers)
-        ]
-        for t in threads:
-            t.start()
         try:
             self._read_requests()
         except ConnectionClosed as exc:
             log.debug("nbd %s: connection ends: %s", self._neg.name, exc)
         finally:
-            for _ in threads:
-                self._queue.put_stop()
-            for t in threads:
-                t.join()
+            with self._idle:
+                self._idle.wait_for(lambda: not len(self._queue) and not self._running)
 
     def queued_requests(self) -> int:
         return len(self._queue)
@@ -146,6 +143,7 @@ class Session:
                     self._budget.release(cost)
                     raise
             self._queue.put(req, cost)
+            self._pool.wake(self)
 
     def _check(self, req: Request) -> None:
         allowed = p.ALLOWED_CMD_FLAGS.get(req.cmd)
@@ -161,15 +159,28 @@ class Session:
             raise RequestError(errno, "request beyond the end of the export")
 
     # --- workers ------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while (batch := self._queue.get()) is not None:
+    def run_one(self) -> None:
+        """For a worker: run the batch at the head of the queue and answer it."""
+        with self._idle:  # one step, so that serve() never sees the batch in neither count
+            batch = self._queue.take()
+            if batch is None:
+                return
+            self._running += 1
+        try:
+            if len(self._queue):  # more waiting: another worker may start on it meanwhile
+                self._pool.wake(self)
             try:
                 reply = self._run_batch(batch) if batch.more else self._run(batch.first)
             finally:
                 self._budget.release(batch.cost)
-            # A client that is gone gets no reply; keep draining so that the reader can finish.
+            # A client that is gone gets no reply; the rest of the queue still runs, so that
+            # the reader can finish.
             with contextlib.suppress(ConnectionClosed):
                 self._wire.send(reply)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def _run_batch(self, batch: Batch) -> Reply:
         """Adjacent reads or writes as one export call, each request answered on its own (in
