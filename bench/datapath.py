@@ -54,8 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.proc import SealboxProcess
 
+from sealbox.nbd.workers import default_size
 from sealbox.secrets import Secret
 from sealbox.storage.blockdev import SECTOR_SIZE
+from sealbox.storage.chunk import Sealer
 from sealbox.storage.crypto import SectorCipher, available_backends
 from sealbox.storage.disk import Disk
 
@@ -389,6 +391,9 @@ def part_b(args: argparse.Namespace) -> bool:
         return False
     size = -(-args.size // MIB) * MIB  # volumes are whole MiB
     print(f"== (b) nbdcopy {size / MIB:.0f} MiB through NBD, best of {args.nbd_runs} ==")
+    # The servers import the same installed package as this script.
+    tokens = "C extension" if Sealer(None).native else "Python (the C extension is not built)"
+    print(f"  sector tokens: {tokens}; NBD workers: {default_size()}")
     best, two_copies = run_all(size, args.nbd_runs, args.dir, args.flush)
     kit, off, on = (best[n] for n in
                     ("nbdkit file", "sealbox, encryption off", "sealbox, encryption on"))
