@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 
@@ -138,3 +139,22 @@ def test_the_pool_finishes_work_it_was_given_before_it_stops() -> None:
     with pytest.raises(ValueError, match="at least one"):
         WorkerPool(0)
     assert default_size() >= 4
+
+
+def test_a_client_that_never_reads_its_replies_holds_no_worker() -> None:
+    image = os.urandom(SIZE)
+    srv = NbdServer(DictCatalog([MemoryExport("vol", SIZE, image)]), port=0,
+                    settings=ServerSettings(workers=2))
+    srv.start()
+    try:
+        stuck = connect(srv.port)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for i in range(200):  # 64 KiB reads with gaps: no merging, ~12 MiB of replies unread
+            stuck.request(READ, (i * 128 * KIB) % (SIZE - 64 * KIB), 64 * KIB, cookie=i)
+        # every request ran; the replies wait on the connection's own sender, not on workers
+        wait_until(lambda: srv.queued_requests() == 0)
+        other = connect(srv.port)
+        assert other.read(4096, 4096, cookie=7) == (0, image[4096:8192])
+    finally:
+        close_all()
+        srv.stop()

@@ -99,6 +99,11 @@ def test_c_refuses_bad_input_and_keeps_its_key() -> None:
     assert block.hex() not in repr(hasher) and not hasattr(hasher, "__dict__")
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(hasher)
+    data = bytes(range(256)) * 16
+    before = hasher.tokens(1, 0, data)
+    with pytest.raises(TypeError, match="cannot be changed"):
+        hasher.__init__(bytes(64))  # type: ignore[misc]
+    assert hasher.tokens(1, 0, data) == before
 
 
 def test_c_gives_the_same_tokens_from_many_threads_at_once() -> None:

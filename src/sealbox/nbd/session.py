@@ -4,20 +4,22 @@ Threading model (why not asyncio): export methods block on disk I/O and crypto, 
 threads anyway, and PERF-NOTES measured plain threads with blocking ``recv`` at 1.7-3.6 GB/s
 against 0.6-1.1 GB/s for asyncio streams. So each connection has one *reader* thread that
 parses requests and receives write payloads with ``recv(n, MSG_WAITALL)`` (the GIL is released
-while the kernel fills the buffer), and the server's *workers* (:mod:`sealbox.nbd.workers`,
-shared by all connections) call the export and send the replies. Replies may leave out of
-order; the client matches them by cookie, as NBD allows.
+while the kernel fills the buffer), the server's *workers* (:mod:`sealbox.nbd.workers`, shared
+by all connections) call the export, and one *sender* thread per connection sends the replies.
+Replies may leave out of order; the client matches them by cookie, as NBD allows.
 
 Safety: a write reaches the export only after its whole payload has arrived, so a client that
 vanishes mid-payload leaves the export unchanged. Requests are validated (flags, length,
 range) before any payload is read; a rejected write's payload is read and dropped so the
-stream stays in step. A byte budget bounds the memory a pipelining client can pin.
+stream stays in step. A byte budget bounds the memory a pipelining client can pin: a request
+holds its share from before its payload is read until its reply is sent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
@@ -90,7 +92,10 @@ class Session:
         self._budget = _Budget(budget_bytes)
         self._queue = PendingQueue(merge_bytes)
         self._idle = threading.Condition()
-        self._running = 0  # batches taken by workers and not yet answered
+        self._unanswered = 0  # batches taken by workers whose replies are not yet sent
+        # Replies go out on this connection's own sender thread, so that a client slow to read
+        # them (or never reading them) holds no worker of the shared pool.
+        self._replies: queue.SimpleQueue[tuple[Reply, int] | None] = queue.SimpleQueue()
         self._handlers: dict[int, Callable[[Request], Reply]] = {
             p.CMD_READ: self._read,
             p.CMD_WRITE: self._write,
@@ -102,13 +107,18 @@ class Session:
     def serve(self) -> None:
         """Run until NBD_CMD_DISC, end of stream, a protocol violation or :meth:`stop`; every
         request already received is completed (and answered if possible) before returning."""
+        sender = threading.Thread(target=self._send_replies, name=f"nbd-send-{self._neg.name}",
+                                  daemon=True)
+        sender.start()
         try:
             self._read_requests()
         except ConnectionClosed as exc:
             log.debug("nbd %s: connection ends: %s", self._neg.name, exc)
         finally:
             with self._idle:
-                self._idle.wait_for(lambda: not len(self._queue) and not self._running)
+                self._idle.wait_for(lambda: not len(self._queue) and not self._unanswered)
+            self._replies.put(None)
+            sender.join()
 
     def queued_requests(self) -> int:
         return len(self._queue)
@@ -160,27 +170,36 @@ class Session:
 
     # --- workers ------------------------------------------------------------------------------
     def run_one(self) -> None:
-        """For a worker: run the batch at the head of the queue and answer it."""
+        """For a worker: run the batch at the head of the queue and hand its reply to the
+        sender."""
         with self._idle:  # one step, so that serve() never sees the batch in neither count
             batch = self._queue.take()
             if batch is None:
                 return
-            self._running += 1
+            self._unanswered += 1
+        if len(self._queue):  # more waiting: another worker may start on it meanwhile
+            self._pool.wake(self)
+        reply: Reply = []
         try:
-            if len(self._queue):  # more waiting: another worker may start on it meanwhile
-                self._pool.wake(self)
-            try:
-                reply = self._run_batch(batch) if batch.more else self._run(batch.first)
-            finally:
-                self._budget.release(batch.cost)
-            # A client that is gone gets no reply; the rest of the queue still runs, so that
-            # the reader can finish.
-            with contextlib.suppress(ConnectionClosed):
-                self._wire.send(reply)
+            reply = self._run_batch(batch) if batch.more else self._run(batch.first)
         finally:
-            with self._idle:
-                self._running -= 1
-                self._idle.notify_all()
+            self._replies.put((reply, batch.cost))
+
+    def _send_replies(self) -> None:
+        """The sender thread: each reply in turn; then the batch's budget is free again (so a
+        client that does not read its replies soon stops its own reader, not the workers)."""
+        while (item := self._replies.get()) is not None:
+            reply, cost = item
+            try:
+                # A client that is gone gets no reply; the rest of the queue still runs, so
+                # that the reader can finish.
+                with contextlib.suppress(ConnectionClosed):
+                    self._wire.send(reply)
+            finally:
+                self._budget.release(cost)
+                with self._idle:
+                    self._unanswered -= 1
+                    self._idle.notify_all()
 
     def _run_batch(self, batch: Batch) -> Reply:
         """Adjacent reads or writes as one export call, each request answered on its own (in

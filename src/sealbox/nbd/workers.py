@@ -14,10 +14,15 @@ merge (:mod:`sealbox.nbd.batching`); a worker takes the batch at the head of a q
 it is free to run it.
 
 Fairness: connections with queued work take turns in arrival order; one that still has work
-after a worker took a batch goes to the back of the line. The pool's threads do not belong to
-any connection, so a client that stalls (or a call that blocks) holds one worker, not a
-connection's worth; a call that never returns does hold its worker for good, as a connection's
-own worker would.
+after a worker took a batch goes to the back of the line.
+
+Stalls: a worker only runs export calls; each connection sends its replies on its own thread,
+and a request holds its share of the connection's byte budget until its reply is sent. So a
+client that stops reading its replies stops its own reader once its budget is spent and holds
+no worker. An export call that never returns does hold its worker, and enough of them would
+hold the whole pool; with sealbox volumes that means a hung drive, and since every volume's
+chunks are spread over all block drives, a hung drive would stall every volume whoever ran the
+calls.
 """
 
 from __future__ import annotations

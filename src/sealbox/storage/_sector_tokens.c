@@ -13,8 +13,9 @@
  * half of a read's. Here a whole request is hashed in one call with the GIL released, so the
  * NBD workers hash on both cores while others parse, encrypt and write.
  *
- * The keyed state (SHA-256 after the key block) is secret: it lives only inside a Hasher, is
- * never exposed as an attribute, and is wiped when the Hasher goes away. The low-level
+ * The keyed state (SHA-256 after the key block) is secret: a Hasher never exposes it, refuses
+ * to be pickled or re-initialised, and wipes it when it goes away. (Sealer keeps a hashlib copy
+ * of the same state for its one-sector path; Python cannot wipe that one.) The low-level
  * SHA256_* API is deprecated in OpenSSL 3 but kept for ABI; unlike EVP, copying its context
  * is a plain struct copy, with no allocation per sector.
  */
@@ -38,6 +39,10 @@ typedef struct {
 static int Hasher_init(Hasher *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"key_block", NULL};
     Py_buffer key;
+    if (self->ready) { /* another thread may be hashing with the key: never swap it */
+        PyErr_SetString(PyExc_TypeError, "a Hasher's key cannot be changed");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*", kwlist, &key))
         return -1;
     if (key.len != KEY_BLOCK) {
