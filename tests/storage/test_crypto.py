@@ -215,3 +215,25 @@ def test_a_unit_must_be_whole_sectors() -> None:
     cipher = SectorCipher(Secret(os.urandom(64)), unit_size=MIB, sector_size=SECTOR)
     with pytest.raises(SectorCipherError, match="whole sectors"):
         cipher.encrypt(0, bytes(SECTOR + 16))
+
+
+def test_the_c_loop_and_the_ctypes_loop_give_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Format 1 (one 4 KiB unit per sector) runs its per-unit loop in the C extension where it
+    # is built, else through ctypes; both must be plain XTS per sector.
+    from sealbox.storage import crypto
+
+    assert crypto._CRYPT_UNITS is not None, "the C extension sealbox.storage._native is not built"
+    key, data = os.urandom(64), os.urandom(80 * SECTOR)  # above and below the GIL threshold
+    want = b"".join(reference(key, (1 << 40) + i, data[i * SECTOR:(i + 1) * SECTOR])
+                    for i in range(80))
+    for c_loop in (True, False):
+        if not c_loop:
+            monkeypatch.setattr(crypto, "_CRYPT_UNITS", None)
+        cipher = SectorCipher(Secret(key), backend="evp")
+        assert cipher.encrypt(1 << 40, data) == want
+        assert cipher.encrypt(1 << 40, data[:SECTOR]) == want[:SECTOR]
+        buf = bytearray(want)
+        cipher.decrypt_into(1 << 40, buf, buf)  # in place
+        assert buf == data
+        with pytest.raises(SectorCipherError, match="read-only"):
+            cipher.encrypt_into(0, data[:SECTOR], memoryview(bytes(SECTOR)))

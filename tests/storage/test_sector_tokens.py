@@ -35,7 +35,7 @@ def test_the_c_extension_is_built() -> None:
     # CI installs a compiler and OpenSSL's headers (scripts/setup-dev); without them the
     # install still works, in Python, at a fraction of the speed: this says so loudly.
     assert Sealer(b"k").native, (
-        "sealbox.storage._sector_tokens is not built: install gcc, the Python headers and "
+        "sealbox.storage._native is not built: install gcc, the Python headers and "
         "OpenSSL's headers (libssl-dev), then `pip install -e .` again")
 
 

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING
 from sealbox.storage.blockdev import SECTOR_SIZE
 
 if TYPE_CHECKING:
-    from sealbox.storage._sector_tokens import Hasher
+    from sealbox.storage._native import Hasher
 
 
 def _native_hasher() -> type[Hasher] | None:
     """The C build of :meth:`Sealer.tokens` (setup.py), or None where it was not built (no C
     compiler or OpenSSL headers at install): the Python code then computes equal tokens."""
     try:
-        from sealbox.storage._sector_tokens import Hasher
+        from sealbox.storage._native import Hasher
     except ImportError:
         return None
     return Hasher
@@ -108,7 +108,7 @@ class Sealer:
         """``native``: use the C extension (True: it must be built), the Python code (False),
         or the C extension when it is built (None, the default)."""
         if native and _NativeHasher is None:
-            raise RuntimeError("the C extension sealbox.storage._sector_tokens is not built")
+            raise RuntimeError("the C extension sealbox.storage._native is not built")
         block = hashlib.blake2b(key or b"", digest_size=64, person=b"sbx-sector-key").digest()
         self._base = hashlib.sha256(block)
         self._native = (_NativeHasher(block)

@@ -43,7 +43,7 @@ import hmac
 import os
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -202,6 +202,20 @@ def _address(buf: Buffer, writable: bool) -> tuple[int, object]:
     return ctypes.addressof(first), (view, first)
 
 
+def _native_crypt_units() -> Callable[[int, int, int, Buffer, bytearray | memoryview], bool] | None:
+    """The C loop over data units (setup.py), or None where the extension was not built; the
+    ctypes loop below then does the same, more slowly. ``_evp_agrees`` checks whichever is
+    used against ``cryptography`` before the EVP backend is trusted."""
+    try:
+        from sealbox.storage._native import crypt_units
+    except ImportError:
+        return None
+    return crypt_units
+
+
+_CRYPT_UNITS = _native_crypt_units()
+
+
 class _EvpContexts:
     """Per-thread EVP state: an EVP context is not thread-safe, and sharing one would need a
     lock on the hot path. Freed (OpenSSL cleanses the key schedule) when the thread or the
@@ -259,6 +273,13 @@ class _EvpBackend:
 
     def crypt_into(self, encrypt: bool, first_sector: int, src: Buffer, dst: Buffer) -> None:
         state = self._contexts()
+        if _CRYPT_UNITS is not None:  # the whole loop in C (sealbox/storage/_native.c)
+            if isinstance(dst, bytes) or (isinstance(dst, memoryview) and dst.readonly):
+                raise SectorCipherError("the output buffer of the sector cipher is read-only")
+            address = state.contexts[1 if encrypt else 0].value or 0
+            if not _CRYPT_UNITS(address, first_sector, self._unit, src, dst):
+                raise SectorCipherError("the sector cipher failed")
+            return
         src_address, keep_src = _address(src, writable=False)
         dst_address, keep_dst = _address(dst, writable=True)
         context = state.contexts[1 if encrypt else 0]

@@ -1,5 +1,7 @@
-/* Sector tokens in C: the hottest loop of the data path, run without the GIL.
+/* The data path's per-sector loops in C, run without the GIL: sector tokens (Hasher) and XTS
+ * over many small data units (crypt_units).
  *
+ * Sector tokens: the hottest loop of the data path.
  * Computes exactly what sealbox.storage.chunk.Sealer computes in Python (the tests compare
  * the two on random input): for each 4096-byte sector, SHA-256 over
  *
@@ -23,7 +25,10 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <Python.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #define SECTOR 4096
@@ -160,7 +165,7 @@ static PyMethodDef Hasher_methods[] = {
 
 static PyTypeObject HasherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "sealbox.storage._sector_tokens.Hasher",
+    .tp_name = "sealbox.storage._native.Hasher",
     .tp_doc = "Keyed SHA-256 sector tokens; Hasher(key_block) with a 64-byte key block.",
     .tp_basicsize = sizeof(Hasher),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -171,14 +176,78 @@ static PyTypeObject HasherType = {
     .tp_methods = Hasher_methods,
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "_sector_tokens",
-    .m_doc = "Keyed SHA-256 sector tokens, computed without the GIL.",
-    .m_size = -1,
+/* crypt_units(context, first_unit, unit_size, src, dst) -> bool
+ *
+ * AES-XTS over whole data units of ``unit_size`` bytes, unit i with the tweak first_unit + i
+ * (16 bytes little-endian), on ``context``: the address of an EVP_CIPHER_CTX already set up
+ * with the key and the direction (sealbox.storage.crypto's per-thread contexts, from the same
+ * libcrypto). Only the tweak changes per unit (key NULL keeps the key schedule). ``dst`` may be
+ * ``src`` (in place). False if OpenSSL reported a failure.
+ *
+ * Why: drive format 1 encrypts each 4 KiB sector as its own unit, two OpenSSL calls per sector.
+ * Through ctypes that is about two microseconds of overhead per sector, more than the AES;
+ * here the loop costs nothing, and a long run releases the GIL once. */
+static PyObject *crypt_units(PyObject *self, PyObject *args) {
+    unsigned long long address;
+    PyObject *first_obj;
+    Py_ssize_t unit;
+    Py_buffer src, dst;
+    if (!PyArg_ParseTuple(args, "KOny*w*", &address, &first_obj, &unit, &src, &dst))
+        return NULL;
+    PyObject *result = NULL;
+    unsigned long long first = PyLong_AsUnsignedLongLong(first_obj);
+    if (first == (unsigned long long)-1 && PyErr_Occurred())
+        goto done;
+    if (address == 0 || unit < 16 || unit % 16 || unit > INT_MAX || src.len % unit ||
+        dst.len != src.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "crypt_units needs a context, units of whole blocks, and src and dst "
+                        "of the same whole number of units");
+        goto done;
+    }
+    Py_ssize_t count = src.len / unit;
+    if (count && first + (unsigned long long)(count - 1) < first) {
+        PyErr_SetString(PyExc_OverflowError, "unit numbers overflow 64 bits");
+        goto done;
+    }
+    EVP_CIPHER_CTX *ctx = (EVP_CIPHER_CTX *)(uintptr_t)address;
+    const unsigned char *in = src.buf;
+    unsigned char *out = dst.buf;
+    int ok = 1;
+    /* Short runs keep the GIL: each release is a hand-off between the NBD workers (crypto.py). */
+    PyThreadState *saved = src.len >= 65536 ? PyEval_SaveThread() : NULL;
+    unsigned char iv[16] = {0};
+    for (Py_ssize_t i = 0; i < count; i++) {
+        put_le64(iv, first + (unsigned long long)i);
+        int written = 0;
+        ok &= EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) == 1;
+        ok &= EVP_CipherUpdate(ctx, out + (size_t)i * (size_t)unit, &written,
+                               in + (size_t)i * (size_t)unit, (int)unit) == 1;
+    }
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"crypt_units", crypt_units, METH_VARARGS,
+     "crypt_units(context, first_unit, unit_size, src, dst) -> bool: XTS over whole units"},
+    {NULL, NULL, 0, NULL},
 };
 
-PyMODINIT_FUNC PyInit__sector_tokens(void) {
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_native",
+    .m_doc = "The data path's per-sector loops (tokens, XTS units), without the GIL.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&HasherType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
