@@ -1,6 +1,6 @@
-"""The NBD server: a listening socket, one reader thread per connection (see ``session.py``
-for why threads), a pool of workers shared by all connections (``workers.py``), and a prompt
-:meth:`NbdServer.stop`.
+"""The NBD server: a listening socket, a reader and a sender thread per connection (see
+``session.py`` for why threads), a pool of workers shared by all connections (``workers.py``),
+and a prompt :meth:`NbdServer.stop`.
 
 The server is thread-based; from asyncio call ``await asyncio.to_thread(server.stop)`` (``start``
 only binds and spawns a thread, so it may be called directly).

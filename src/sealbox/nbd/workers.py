@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Protocol
 
@@ -64,10 +65,6 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
-    @property
-    def size(self) -> int:
-        return self._size
-
     def start(self) -> None:
         with self._cond:
             if self._threads:
@@ -90,8 +87,9 @@ class WorkerPool:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from sealbox.storage.placement import DriveSpace, SlotAllocator, pick_one, pick_
 from sealbox.storage.slice_ops import Loc
 from sealbox.storage.volume_errors import NotEnoughSpace
 
-_EMPTY_CSUM = bytes(CSUM_SECTORS * SECTOR_SIZE)
+_EMPTY_CSUM_BYTES = CSUM_SECTORS * SECTOR_SIZE  # one slot's checksum sectors
 
 
 class DriveWriteFailed(Exception):
@@ -112,8 +112,7 @@ class BlockPool:
             dev, layout, _ = self._drives[d]
             try:
                 for first, count in _runs(sorted(slots)):
-                    dev.write(layout.csum_sector(first),
-                              _EMPTY_CSUM if count == 1 else bytes(count * len(_EMPTY_CSUM)))
+                    dev.write(layout.csum_sector(first), bytes(count * _EMPTY_CSUM_BYTES))
             except Exception as exc:  # the caller fails the drive out and chooses again
                 raise DriveWriteFailed(d) from exc
 
