@@ -72,6 +72,20 @@ static void put_le64(unsigned char *out, unsigned long long v) {
         out[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* The number of the first of ``count`` consecutive sectors (or units) from ``obj``; -1 with an
+ * exception set if it is not a u64 or the last number would pass 2**64 - 1. */
+static int run_start(PyObject *obj, Py_ssize_t count, const char *what,
+                     unsigned long long *first) {
+    *first = PyLong_AsUnsignedLongLong(obj);
+    if (*first == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (count && *first + (unsigned long long)(count - 1) < *first) {
+        PyErr_Format(PyExc_OverflowError, "%s numbers overflow 64 bits", what);
+        return -1;
+    }
+    return 0;
+}
+
 /* tokens(volume_id, first_sector, data) -> list[bytes]: one 16-byte token per sector. */
 static PyObject *Hasher_tokens(Hasher *self, PyObject *args) {
     PyObject *vid_obj, *first_obj;
@@ -87,19 +101,15 @@ static PyObject *Hasher_tokens(Hasher *self, PyObject *args) {
     unsigned long long vid = PyLong_AsUnsignedLongLong(vid_obj);
     if (vid == (unsigned long long)-1 && PyErr_Occurred())
         goto done;
-    unsigned long long first = PyLong_AsUnsignedLongLong(first_obj);
-    if (first == (unsigned long long)-1 && PyErr_Occurred())
-        goto done;
     if (data.len % SECTOR) {
         PyErr_Format(PyExc_ValueError, "data must be whole %d-byte sectors, got %zd bytes",
                      SECTOR, data.len);
         goto done;
     }
     Py_ssize_t count = data.len / SECTOR;
-    if (count && first + (unsigned long long)(count - 1) < first) {
-        PyErr_SetString(PyExc_OverflowError, "sector numbers overflow 64 bits");
+    unsigned long long first;
+    if (run_start(first_obj, count, "sector", &first) < 0)
         goto done;
-    }
     out = PyMem_RawMalloc(count ? (size_t)count * TOKEN : 1);
     if (out == NULL) {
         PyErr_NoMemory();
@@ -195,9 +205,6 @@ static PyObject *crypt_units(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KOny*w*", &address, &first_obj, &unit, &src, &dst))
         return NULL;
     PyObject *result = NULL;
-    unsigned long long first = PyLong_AsUnsignedLongLong(first_obj);
-    if (first == (unsigned long long)-1 && PyErr_Occurred())
-        goto done;
     if (address == 0 || unit < 16 || unit % 16 || unit > INT_MAX || src.len % unit ||
         dst.len != src.len) {
         PyErr_SetString(PyExc_ValueError,
@@ -206,10 +213,9 @@ static PyObject *crypt_units(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_ssize_t count = src.len / unit;
-    if (count && first + (unsigned long long)(count - 1) < first) {
-        PyErr_SetString(PyExc_OverflowError, "unit numbers overflow 64 bits");
+    unsigned long long first;
+    if (run_start(first_obj, count, "unit", &first) < 0)
         goto done;
-    }
     EVP_CIPHER_CTX *ctx = (EVP_CIPHER_CTX *)(uintptr_t)address;
     const unsigned char *in = src.buf;
     unsigned char *out = dst.buf;
