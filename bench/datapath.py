@@ -17,7 +17,9 @@ volume created through the Element API, ``nbdcopy`` of ``--size`` random bytes i
 (write) and out to ``null:`` (read); and ``nbdkit file`` on the same disk as the C reference.
 Goals: encryption on >= 0.7x off, and encrypted sealbox >= 0.3x nbdkit, for write and read.
 Also, without a goal, "nbdkit file, two copies": two nbdkit servers written the whole source at
-once by two nbdcopy processes, i.e. the page-cache cost of the two copies sealbox keeps.
+once by two nbdcopy processes, i.e. the page-cache cost of the two copies sealbox keeps; and
+"disk, O_DIRECT", the disk's own write rate (4 threads, 1 MiB, preallocated file), half of
+which bounds a two-copy design that bypassed the page cache.
 Without ``--flush`` the copies end in the page cache for every target alike (nbdcopy's
 default); with it the last step of each write is a flush, so disk speed enters the figures.
 Every process started is stopped when the bench ends, also on errors, Ctrl-C or SIGTERM.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import mmap
 import os
 import re
 import resource
@@ -42,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -347,13 +351,58 @@ def measure_two_copies(root: Path, source: Path, flush: bool) -> float:
     return size / seconds
 
 
+DIRECT_THREADS = 4  # as many writes in flight as sealbox's NBD worker pool has workers
+
+
+def measure_direct_disk(root: Path, size: int) -> float:
+    """Write rate of the disk itself: ``size`` bytes of 1 MiB ``O_DIRECT`` writes from
+    :data:`DIRECT_THREADS` threads into a preallocated file, then ``fdatasync``. A design that
+    kept its two copies out of the page cache (no page-cache copy, no new pages) would have to
+    put both on the disk within the copy, so half this rate bounds it. 0.0 where the file
+    system refuses ``O_DIRECT`` (tmpfs)."""
+    path = root / "direct.img"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    except OSError:
+        print(f"  {'disk, O_DIRECT':<24} skipped: the file system refuses O_DIRECT", flush=True)
+        return 0.0
+    try:
+        os.posix_fallocate(fd, 0, size)  # no block allocation inside the timed writes
+        count = size // MIB
+
+        def writer(index: int) -> None:
+            buf = mmap.mmap(-1, MIB)  # page-aligned, as O_DIRECT needs
+            buf.write(os.urandom(MIB))
+            view = memoryview(buf)
+            for piece in range(index, count, DIRECT_THREADS):
+                os.pwrite(fd, view, piece * MIB)
+            view.release()
+            buf.close()
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(DIRECT_THREADS)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        os.fdatasync(fd)
+        seconds = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    print(f"  {'disk, O_DIRECT':<24} write {size / seconds / 1e6:6.0f} MB/s ({seconds:6.2f} s, "
+          f"{DIRECT_THREADS} threads, 1 MiB writes, preallocated file)", flush=True)
+    return size / seconds
+
+
 def run_all(size: int, runs: int, workdir: str | None, flush: bool,
-            ) -> tuple[dict[str, Rates], float]:
+            ) -> tuple[dict[str, Rates], float, float]:
     """Best of ``runs`` per target, the targets taken in turns so that load from other
     processes spreads over all of them. Also the best two-copy write rate
-    (:func:`measure_two_copies`)."""
+    (:func:`measure_two_copies`) and the best direct disk write rate
+    (:func:`measure_direct_disk`)."""
     best: dict[str, Rates] = {}
-    two_copies = 0.0
+    two_copies = direct = 0.0
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that cleanups run
     try:
         with tempfile.TemporaryDirectory(dir=workdir, prefix="sealbox-datapath-") as tmp:
@@ -371,9 +420,10 @@ def run_all(size: int, runs: int, workdir: str | None, flush: bool,
                     old = best.get(name, Rates(0.0, 0.0))
                     best[name] = Rates(max(old.write, got.write), max(old.read, got.read))
                 two_copies = max(two_copies, measure_two_copies(root, source, flush))
+                direct = max(direct, measure_direct_disk(root, size))
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return best, two_copies
+    return best, two_copies, direct
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -394,7 +444,7 @@ def part_b(args: argparse.Namespace) -> bool:
     # The servers import the same installed package as this script.
     tokens = "C extension" if Sealer(None).native else "Python (the C extension is not built)"
     print(f"  sector tokens: {tokens}; NBD workers: {default_size()}")
-    best, two_copies = run_all(size, args.nbd_runs, args.dir, args.flush)
+    best, two_copies, direct = run_all(size, args.nbd_runs, args.dir, args.flush)
     kit, off, on = (best[n] for n in
                     ("nbdkit file", "sealbox, encryption off", "sealbox, encryption on"))
     ok = True
@@ -409,6 +459,10 @@ def part_b(args: argparse.Namespace) -> bool:
               f"{ratio_off:5.2f}x   {'met' if met else 'NOT met'}")
     print(f"  write  on/two-copy nbdkit {on.write / two_copies:5.2f}x   two-copy nbdkit/nbdkit "
           f"{two_copies / kit.write:5.2f}x   (no goal: what two page-cache copies leave)")
+    if direct:
+        print(f"  write  two copies straight to disk at most {direct / 2 / kit.write:5.2f}x "
+              f"nbdkit   (no goal: half the disk's O_DIRECT rate, what bypassing the page "
+              f"cache leaves)")
     return ok
 
 
