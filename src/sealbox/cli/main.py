@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from sealbox.cli.admin import admin
+from sealbox.cli.audit import audit
 from sealbox.cli.drive import drive
 from sealbox.cli.kms import kms
 from sealbox.cli.rekey import rekey
@@ -121,3 +123,5 @@ main.add_command(status)
 main.add_command(kms)
 main.add_command(rekey)
 main.add_command(drive)
+main.add_command(admin)
+main.add_command(audit)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sealbox.cluster.passwords import VerifiedCache, hash_password, verify_password
-from sealbox.errors import Exists, InvalidParameter
+from sealbox.errors import AdminNotFound, Exists, InvalidParameter, NotPermitted
 from sealbox.secrets import Secret
 from sealbox.store.base import ConfigStore, Doc, Txn
 
@@ -40,10 +40,18 @@ def validate_new_admin(username: str, password: Secret, access: Sequence[str]) -
             "Invalid parameter 'username': use 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit."
         )
+    validate_password(password)
+    validate_access(access)
+
+
+def validate_password(password: Secret) -> None:
     if len(password) < MIN_PASSWORD or len(password) > 1024:
         raise InvalidParameter(
             f"Invalid parameter 'password': it must be {MIN_PASSWORD} to 1024 characters long."
         )
+
+
+def validate_access(access: Sequence[str]) -> None:
     unknown = sorted(set(access) - ACCESS_TYPES)
     if unknown or not access:
         raise InvalidParameter(
@@ -74,11 +82,83 @@ class AdminService:
         self._cache.clear()
         return admin_id
 
+    def modify(
+        self, txn: Txn, admin_id: int, password: Secret | None = None,
+        access: Sequence[str] | None = None, attributes: Doc | None = None,
+    ) -> None:
+        """Change an admin's password, access or attributes (each only if given). The primary
+        admin (the one the cluster was created with) keeps ``administrator``: without it, no
+        admin might be left able to add admins or undo the change."""
+        doc = self._get(txn, admin_id)
+        if password is not None:
+            validate_password(password)
+        if access is not None:
+            validate_access(access)
+            if admin_id == self._primary_id(txn) and "administrator" not in access:
+                raise NotPermitted(
+                    f"Cluster admin {admin_id} ('{doc['username']}') is the primary cluster "
+                    "admin: its 'administrator' access cannot be taken away.")
+        changed = dict(doc)
+        if password is not None:
+            changed["_hash"] = hash_password(password)
+        if access is not None:
+            changed["access"] = sorted(set(access))
+        if attributes is not None:
+            changed["attributes"] = attributes
+        txn.put(COLL, admin_id, changed)
+        # The old password must stop working now, not at the next start.
+        self._cache.clear()
+
+    def remove(self, txn: Txn, admin_id: int) -> None:
+        """Remove an admin; never the primary one (see :meth:`modify`)."""
+        doc = self._get(txn, admin_id)
+        if admin_id == self._primary_id(txn):
+            raise NotPermitted(
+                f"Cluster admin {admin_id} ('{doc['username']}') is the primary cluster admin "
+                "and cannot be removed.")
+        txn.delete(COLL, admin_id)
+        self._cache.clear()
+
+    def find(self, username: str) -> Doc | None:
+        """The public fields of the admin named ``username``, if any."""
+        with self._store.read() as txn:
+            for _, d in txn.list(COLL):
+                if d["username"] == username:
+                    return _public(d)
+        return None
+
+    def reset_password(self, txn: Txn, username: str | None, password: Secret) -> Doc:
+        """Give an admin (the primary one if ``username`` is None) a new password: the
+        recovery path of ``sealbox admin reset-password``, for someone holding the data dir."""
+        if username is None:
+            admin_id = self._primary_id(txn)
+        else:
+            found = [i for i, d in txn.list(COLL) if d["username"] == username]
+            if not found:
+                raise AdminNotFound(f"No cluster admin is named '{username}'.")
+            admin_id = int(found[0])
+        self.modify(txn, admin_id, password=password)
+        return _public(self._get(txn, admin_id))
+
+    @staticmethod
+    def _get(txn: Txn, admin_id: int) -> Doc:
+        doc = txn.get(COLL, admin_id)
+        if doc is None:
+            raise AdminNotFound(f"Cluster admin {admin_id} does not exist.")
+        return doc
+
+    @staticmethod
+    def _primary_id(txn: Txn) -> int:
+        """The admin CreateCluster made: the first one, since admins are only added after it
+        and the primary one cannot be removed."""
+        ids = [int(i) for i, _ in txn.list(COLL)]
+        if not ids:
+            raise NotPermitted("The cluster has no admins yet: create the cluster first.")
+        return min(ids)
+
     def list(self) -> list[Doc]:
         with self._store.read() as txn:
-            return [
-                {k: v for k, v in d.items() if not k.startswith("_")} for _, d in txn.list(COLL)
-            ]
+            return [_public(d) for _, d in txn.list(COLL)]
 
     def any_exist(self) -> bool:
         with self._store.read() as txn:
@@ -97,6 +177,11 @@ class AdminService:
                 return None
             self._cache.remember(username, password)
         return Principal(username, frozenset(doc["access"]))
+
+
+def _public(doc: Doc) -> Doc:
+    """An admin record without its private fields (the password hash)."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
 @functools.cache

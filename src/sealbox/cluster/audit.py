@@ -33,7 +33,8 @@ class AuditLog:
         }
         with self._store.write() as txn:
             txn.put(COLL, txn.next_id(COLL), entry)
-        log.info("audit user=%s method=%s outcome=%s %s", user, method, outcome, detail)
+        log.info("audit user=%s method=%s params=%s outcome=%s %s", user, method,
+                 ",".join(entry["params"]), outcome, detail)
 
     def entries(self) -> list[Doc]:
         with self._store.read() as txn:

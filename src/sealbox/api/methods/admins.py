@@ -1,11 +1,13 @@
-"""AddClusterAdmin, ListClusterAdmins."""
+"""AddClusterAdmin, ListClusterAdmins, ModifyClusterAdmin, RemoveClusterAdmin,
+GetCurrentClusterAdmin."""
 
 from __future__ import annotations
 
 from sealbox.api.params import P
 from sealbox.api.registry import CallContext, Params, Result, method
+from sealbox.cluster.admins import COLL
 from sealbox.cluster.formation import require_cluster
-from sealbox.errors import InvalidParameter
+from sealbox.errors import InvalidParameter, NotPermitted
 
 
 @method(
@@ -20,6 +22,7 @@ from sealbox.errors import InvalidParameter
 def add_cluster_admin(ctx: CallContext, params: Params) -> Result:
     if not params["acceptEula"]:
         raise InvalidParameter("Invalid parameter 'acceptEula': the EULA must be accepted.")
+    _check_grant(ctx, params["access"])
     c = ctx.cluster
     with c.store.write() as txn:
         require_cluster(txn)
@@ -32,3 +35,58 @@ def add_cluster_admin(ctx: CallContext, params: Params) -> Result:
 @method("ListClusterAdmins", category="clusterAdmin")
 def list_cluster_admins(ctx: CallContext, params: Params) -> Result:
     return {"clusterAdmins": ctx.cluster.admins.list()}
+
+
+@method(
+    "ModifyClusterAdmin",
+    P("clusterAdminID", "int", required=True, minimum=1),
+    P("password", "str", secret=True, max_len=1024),
+    P("access", "str", array=True, max_len=64, max_items=32),
+    P("attributes", "object"),
+    category="clusterAdmin", mutates=True,
+)
+def modify_cluster_admin(ctx: CallContext, params: Params) -> Result:
+    c = ctx.cluster
+    with c.store.write() as txn:
+        require_cluster(txn)
+        target = txn.get(COLL, params["clusterAdminID"])
+        if target is not None:
+            _check_grant(ctx, target["access"])
+        if params["access"] is not None:
+            _check_grant(ctx, params["access"])
+        c.admins.modify(txn, params["clusterAdminID"], params["password"], params["access"],
+                        params["attributes"])
+    return {}
+
+
+@method(
+    "RemoveClusterAdmin",
+    P("clusterAdminID", "int", required=True, minimum=1),
+    category="clusterAdmin", mutates=True,
+)
+def remove_cluster_admin(ctx: CallContext, params: Params) -> Result:
+    c = ctx.cluster
+    with c.store.write() as txn:
+        require_cluster(txn)
+        target = txn.get(COLL, params["clusterAdminID"])
+        if target is not None:
+            _check_grant(ctx, target["access"])
+        c.admins.remove(txn, params["clusterAdminID"])
+    return {}
+
+
+@method("GetCurrentClusterAdmin", category="any")
+def get_current_cluster_admin(ctx: CallContext, params: Params) -> Result:
+    found = ctx.cluster.admins.find(ctx.principal.username)
+    if found is None:  # removed by another admin since this call was authenticated
+        raise NotPermitted("The calling cluster admin no longer exists.")
+    return {"clusterAdmin": found}
+
+
+def _check_grant(ctx: CallContext, access: list[str]) -> None:
+    """Only an ``administrator`` may create, change or remove an ``administrator``: an admin
+    with ``clusterAdmin`` access alone could otherwise raise itself to full control."""
+    if "administrator" in access and "administrator" not in ctx.principal.access:
+        raise NotPermitted(
+            "Only a cluster admin with 'administrator' access may grant 'administrator' access "
+            "or change an admin who has it.")
