@@ -103,8 +103,12 @@ def test_status_json_and_tables(sealbox: SealboxProcess) -> None:
     assert info["cluster"]["name"] == "sealbox"
     assert len(info["nodes"]) == 4 and len(info["drives"]) == 12
     assert info["encryption"]["softwareEncryptionAtRestState"] == "enabled"
+    key = sealbox.rpc("GetSoftwareEncryptionAtRestInfo")["result"]["masterKeyInfo"]
+    assert info["encryption"]["masterKeyInfo"] == key
+    assert key["keyManagementType"] == "internal" and info["encryption"]["rekey"] is None
     table = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     assert "drives" in table and "sealbox-node-4" in table and "current faults" in table
+    assert f"master key: {key['keyID']} (internal, held by this data dir" in table
 
 
 def test_audit_log_records_changes_without_secrets(sealbox: SealboxProcess) -> None:

@@ -29,6 +29,8 @@ def parse_basic(header: str | None) -> tuple[str, Secret] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     user, sep, password = raw.partition(":")
-    if not sep or not user:
+    # NUL: no password may hold one (the API refuses them), and scrypt would hash "pw" and
+    # "pw\0" alike (HMAC pads its key with zeros), so one must not log in either.
+    if not sep or not user or "\x00" in raw:
         return None
     return user, Secret.from_text(password)

@@ -35,10 +35,16 @@ class PermissionDenied(SealboxError):
     element_name = "xPermissionDenied"
 
 
+def _no_constant(word: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not: stored, they would make every
+    later listing that shows them unreadable to strict JSON clients."""
+    raise ValueError(f"{word} is not a JSON number")
+
+
 def parse_request(body: bytes) -> tuple[Any, str, dict[str, Any]]:
     """``(id, method, params)`` of a request body."""
     try:
-        req = json.loads(body)
+        req = json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("The request body is not valid JSON.") from None
     except RecursionError:

@@ -9,6 +9,7 @@ what was wrong, before the method runs.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ def _to_str(p: P, raw: Any, name: str) -> str | Secret:
         )
     if "\x00" in raw:
         raise InvalidParameter(f"Invalid parameter '{name}': contains a NUL character.")
+    _check_text(raw, name)
     if p.choices is not None:
         for choice in p.choices:
             if raw.lower() == choice.lower():
@@ -102,10 +104,47 @@ def _to_float(raw: Any, name: str) -> float:
     return float(raw)
 
 
+def _check_text(text: str, name: str) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which are not Unicode text: they
+    cannot be encoded as UTF-8, so a password, a certificate field or a stored name holding
+    one would fail later, somewhere else, as an unexpected error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParameter(
+            f"Invalid parameter '{name}': contains a lone surrogate (\\ud800-\\udfff), "
+            "which is not Unicode text."
+        ) from None
+
+
+# A free-form object (``attributes``) is stored and listed as given: bounded, so that one
+# call cannot make every later listing huge. Element allows 1000 bytes of attributes per object;
+# this is looser, for the scripts that keep more there.
+MAX_OBJECT_BYTES = 64 * 1024
+
+
 def _to_object(raw: Any, name: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _bad(name, "a JSON object", raw)
+    _check_tree(raw, name)
+    if len(json.dumps(raw)) > MAX_OBJECT_BYTES:
+        raise InvalidParameter(
+            f"Invalid parameter '{name}': larger than {MAX_OBJECT_BYTES} bytes as JSON."
+        )
     return raw
+
+
+def _check_tree(value: Any, name: str) -> None:
+    """Every key and string in a JSON value is Unicode text (:func:`_check_text`)."""
+    if isinstance(value, str):
+        _check_text(value, name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, name)
+            _check_tree(item, name)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, name)
 
 
 def _one(p: P, raw: Any, name: str) -> Any:

@@ -13,6 +13,8 @@ from rich.table import Table
 from sealbox.cluster import formation
 from sealbox.cluster.faults import FaultFilter, FaultService
 from sealbox.cluster.resync import running_drive_jobs
+from sealbox.cluster.sear import COLL as SEAR
+from sealbox.cluster.sear import key_info
 from sealbox.cluster.topology import Topology, drive_info
 from sealbox.store.sqlite import SqliteStore
 
@@ -25,6 +27,7 @@ def collect(data_dir: Path) -> dict[str, Any]:
     try:
         with store.read() as txn:
             cluster = formation.get_cluster(txn)
+            sear = txn.get(SEAR, 0) or {}
         topo = Topology(store)
         return {
             "cluster": None if cluster is None else {
@@ -35,6 +38,10 @@ def collect(data_dir: Path) -> dict[str, Any]:
                     None if cluster is None else cluster["softwareEncryptionAtRestState"],
                 "encryptionAtRestState":
                     None if cluster is None else cluster["encryptionAtRestState"],
+                # identifiers only (where the master key is held), never key bytes
+                "masterKeyInfo": key_info(sear["keys"][sear["currentKeyID"]])
+                    if sear.get("currentKeyID") else None,
+                "rekey": _rekey_state(sear.get("rekey")),
             },
             "nodes": [
                 {k: n[k] for k in ("nodeID", "name", "address", "state")} for n in topo.nodes()
@@ -47,10 +54,19 @@ def collect(data_dir: Path) -> dict[str, Any]:
         store.close()
 
 
+def _rekey_state(rekey: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A rekey in progress: its job and how far it got (a phase of ``cluster/rekey.py``; from
+    ``committed`` on, the new key has taken over)."""
+    if not rekey:
+        return None
+    return {"asyncHandle": rekey.get("jobID"), "phase": rekey.get("phase"),
+            "newKeyID": rekey.get("newKeyID"), "oldKeyID": rekey.get("oldKeyID")}
+
+
 def _table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> Table:
     table = Table(title=title)
     for col in cols:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # wrap long details, never cut them
     for row in rows:
         table.add_row(*(str(row.get(c, "")) for c in cols))
     return table
@@ -73,6 +89,16 @@ def status(data_dir: Path, as_json: bool) -> None:
     enc = info["encryption"]
     con.print(f"software encryption at rest: {enc['softwareEncryptionAtRestState']}; "
               f"hardware encryption at rest: {enc['encryptionAtRestState']}")
+    key = enc["masterKeyInfo"]
+    if key is not None:
+        held = (f"key provider {key['keyProviderID']}" if key.get("keyProviderID") is not None
+                else "this data dir")
+        con.print(f"master key: {key['keyID']} ({key['keyManagementType']}, held by {held}, "
+                  f"created {key['keyCreatedTime']})")
+    if enc["rekey"] is not None:
+        rk = enc["rekey"]
+        con.print(f"[bold]rekey in progress[/]: async handle {rk['asyncHandle']}, phase "
+                  f"{rk['phase']} (GetAsyncResult for details)")
     con.print(_table("nodes", info["nodes"], ["nodeID", "name", "address", "state"]))
     con.print(_table("drives", info["drives"],
                      ["driveID", "nodeID", "type", "status", "capacity", "serial"]))

@@ -9,6 +9,8 @@ removed, because the cluster would lose the way to its keys.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,12 +84,38 @@ def _check_hostnames(hostnames: Sequence[str]) -> list[str]:
     if isinstance(hostnames, str):  # the SDK sends a bare string as-is
         hostnames = [hostnames]
     clean = [h.strip() for h in hostnames]
-    if not clean or any(not h or len(h) > 253 or any(c.isspace() for c in h) for h in clean):
+    if not clean:
         raise InvalidParameter(
-            "Invalid parameter 'kmipKeyServerHostnames': give one or more non-empty hostnames "
-            "or IP addresses."
+            "Invalid parameter 'kmipKeyServerHostnames': give one or more hostnames or IP "
+            "addresses."
         )
+    for i, host in enumerate(clean):
+        if not _is_host(host):
+            # ascii(): the text may hold control characters or lone surrogates
+            raise InvalidParameter(
+                f"Invalid parameter 'kmipKeyServerHostnames[{i}]': {ascii(host)[:80]} is not a "
+                "hostname (letters, digits and '-' in dot-separated labels) or an IP address; "
+                "give the port in kmipKeyServerPort."
+            )
     return clean
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", re.ASCII)
+
+
+def _is_host(host: str) -> bool:
+    """An IPv4 or IPv6 address, or a DNS name as RFC 1123 allows it. A name whose last label
+    is all digits is neither ('999.999.999.999'): no top-level domain is numeric. Caught here,
+    a typo is refused when it is made instead of failing as a name lookup at the next unlock."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    return (0 < len(name) <= 253 and all(_LABEL.match(label) for label in labels)
+            and not labels[-1].isdigit())
 
 
 def _check_certs(doc: Doc, ident: Identity) -> None:

@@ -113,7 +113,8 @@ class TrustService:
                 "subject": {
                     "commonName": subject.common_name, "organization": subject.organization,
                     "organizationalUnit": subject.organizational_unit,
-                    "country": subject.country,
+                    "country": subject.country, "locality": subject.locality,
+                    "state": subject.state, "emailAddress": subject.email_address,
                 },
             })
         if old is not None:
@@ -126,8 +127,9 @@ class TrustService:
             doc = txn.get(COLL, 0)
         assert doc is not None
         s = doc["subject"]
+        # locality, state and emailAddress: absent from pairs made before they were kept
         subject = Subject(s["commonName"], s["organization"], s["organizationalUnit"],
-                          s["country"])
+                          s["country"], s.get("locality"), s.get("state"), s.get("emailAddress"))
         pem = build_csr(subject, ident.private_key())
         der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
         return base64.b64encode(der).decode()

@@ -95,18 +95,35 @@ class Subject:
     organization: str | None = None
     organizational_unit: str | None = None
     country: str | None = None
+    locality: str | None = None
+    state: str | None = None
+    email_address: str | None = None
 
     def to_x509(self) -> x509.Name:
+        """The X.509 name; CertificateInvalid names the Element parameter that is wrong."""
         cn = self.common_name.strip()
         if not cn or len(cn) > _MAX_CN:
-            raise CertificateInvalid(f"The common name must be 1 to {_MAX_CN} characters.")
-        if self.country is not None and (len(self.country) != 2 or not self.country.isalpha()):
-            raise CertificateInvalid("The country must be a two-letter code.")
+            raise CertificateInvalid(
+                f"Invalid parameter 'commonName': it must be 1 to {_MAX_CN} characters.")
+        country = self.country.strip() if self.country else None
+        if country and (len(country) != 2 or not (country.isascii() and country.isalpha())):
+            raise CertificateInvalid(
+                "Invalid parameter 'country': it must be a two-letter ISO 3166 code such as "
+                f"'US', got {ascii(self.country)[:40]}.")
+        email = self.email_address.strip() if self.email_address else None
+        if email and not (email.isascii() and "@" in email.strip("@")):
+            # an X.509 emailAddress is an IA5String: ASCII only
+            raise CertificateInvalid(
+                "Invalid parameter 'emailAddress': it must be an ASCII e-mail address, got "
+                f"{ascii(self.email_address)[:80]}.")
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
         optional = (
             (NameOID.ORGANIZATION_NAME, self.organization),
             (NameOID.ORGANIZATIONAL_UNIT_NAME, self.organizational_unit),
-            (NameOID.COUNTRY_NAME, self.country.upper() if self.country else None),
+            (NameOID.LOCALITY_NAME, self.locality),
+            (NameOID.STATE_OR_PROVINCE_NAME, self.state),
+            (NameOID.COUNTRY_NAME, country.upper() if country else None),
+            (NameOID.EMAIL_ADDRESS, email),
         )
         for oid, value in optional:
             if value is not None and value.strip():

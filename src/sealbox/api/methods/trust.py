@@ -26,6 +26,9 @@ def create_public_private_key_pair(ctx: CallContext, params: Params) -> Result:
         organization=params["organization"],
         organizational_unit=params["organizationalUnit"],
         country=params["country"],
+        locality=params["locality"],
+        state=params["state"],
+        email_address=params["emailAddress"],
     )
     c.trust.create_key_pair(subject, in_use)
     return {}
