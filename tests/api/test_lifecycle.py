@@ -106,7 +106,9 @@ def test_status_json_and_tables(sealbox: SealboxProcess) -> None:
     key = sealbox.rpc("GetSoftwareEncryptionAtRestInfo")["result"]["masterKeyInfo"]
     assert info["encryption"]["masterKeyInfo"] == key
     assert key["keyManagementType"] == "internal" and info["encryption"]["rekey"] is None
-    table = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    wide = dict(os.environ, COLUMNS="200")  # no wrapping inside the line checked below
+    table = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True,
+                           env=wide).stdout
     assert "drives" in table and "sealbox-node-4" in table and "current faults" in table
     assert f"master key: {key['keyID']} (internal, held by this data dir" in table
 
