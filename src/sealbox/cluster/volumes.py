@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import uuid
+from typing import TypeGuard
 
 from sealbox.cluster.accounts import get_account
 from sealbox.cluster.clock import now_iso
 from sealbox.cluster.storage import StorageService
+from sealbox.cluster.volume_access import DEFAULT_ACCESS, DRAIN_TIMEOUT, gates_of
 from sealbox.errors import Exists, InvalidParameter, NotPermitted, VolumeNotFound
 from sealbox.storage.engine import StorageEngine
 from sealbox.store.base import ConfigStore, Doc, Txn
@@ -78,26 +81,67 @@ def volume_info(doc: Doc, unique_id: str = "sbx") -> Doc:
     }
 
 
-def default_qos(given: Doc | None) -> Doc:
-    qos: Doc = {"minIOPS": 50, "maxIOPS": 15000, "burstIOPS": 15000, "burstTime": 60,
-                "curve": {}}
-    for key in ("minIOPS", "maxIOPS", "burstIOPS", "burstTime"):
-        value = (given or {}).get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**6:
-                raise InvalidParameter(f"Invalid parameter 'qos.{key}': expected 0 to 1000000.")
-            qos[key] = value
-    return qos
+# Element's GetDefaultQoS values and documented limits (the contract JSON has none); burstTime
+# is computed by Element and only recorded here, so it keeps the loose bound it always had.
+QOS_DEFAULTS: Doc = {"minIOPS": 50, "maxIOPS": 15000, "burstIOPS": 15000, "burstTime": 60,
+                     "curve": {}}
+QOS_RANGES = {"minIOPS": (50, 15000), "maxIOPS": (100, 200000), "burstIOPS": (100, 200000),
+              "burstTime": (0, 1_000_000)}
+_QOS_ORDER = (("minIOPS", "maxIOPS"), ("maxIOPS", "burstIOPS"))
+
+
+def merge_qos(base: Doc, given: Doc, base_is: str) -> Doc:
+    """``base`` with the members of ``given`` (an Element QoS object) applied: members not given
+    keep their values, as Element's ModifyVolume documents. QoS is not enforced, but it is
+    validated as Element does, so that settings an Element cluster would refuse are never
+    recorded; ``InvalidParameter`` lists every problem. ``base_is`` says what ``base`` is
+    ("current", "default"), for messages that compare with a member not given."""
+    given = {k: v for k, v in given.items() if v is not None}  # null = not given, as elsewhere
+    problems = [p for key, value in given.items() if (p := _qos_member_problem(key, value))]
+    merged = {**base, **{k: v for k, v in given.items() if k in QOS_DEFAULTS}}
+    for low, high in _QOS_ORDER:
+        a, b = merged.get(low), merged.get(high)
+        if _is_int(a) and _is_int(b) and a > b:
+            note = "" if high in given else f", the {base_is} qos.{high}"
+            problems.append(f"qos.{low} must be at most qos.{high} ({a} > {b}{note})")
+    if problems:
+        raise InvalidParameter(f"Invalid parameter 'qos': {'; '.join(problems)}.")
+    return merged
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _qos_member_problem(key: str, value: object) -> str | None:
+    if key == "curve":
+        if isinstance(value, dict) and all(_is_int(v) for v in value.values()):
+            return None
+        return "qos.curve must be an object of integers (I/O size: cost)"
+    if key not in QOS_RANGES:
+        return f"unknown member qos.{key:.40} (expected {', '.join(QOS_DEFAULTS)})"
+    low, high = QOS_RANGES[key]
+    if not _is_int(value):
+        return f"qos.{key} must be an integer, not {value!r:.40}"
+    if not low <= value <= high:
+        return f"qos.{key} is {value}, out of range ({low} to {high})"
+    return None
 
 
 class VolumeService:
     def __init__(self, store: ConfigStore, storage: StorageService) -> None:
         self._store = store
         self._storage = storage
+        self._gates = gates_of(store)  # the access NBD enforces (cluster/volume_access.py)
+        # Serialises access changes, so that the gates end in the order the store did.
+        self._access_lock = threading.Lock()
 
     def create(self, name: str, account_id: int, size: int, extra: Doc) -> Doc:
+        """``extra``: the optional CreateVolume parameters (access, qos, …), already checked
+        against their declared types; QoS is checked here, before anything is created."""
         engine = self._storage.require_engine()
         size = round_size(size)
+        qos = merge_qos(QOS_DEFAULTS, extra.get("qos") or {}, "default")
         with self._store.write() as txn:
             get_account(txn, account_id)
             _check_name(txn, name)
@@ -105,8 +149,8 @@ class VolumeService:
             doc: Doc = {
                 "volumeID": vid, "name": name, "accountID": account_id, "totalSize": size,
                 "status": "init", "createTime": now_iso(), "volumeUUID": str(uuid.uuid4()),
-                "access": extra.get("access") or "readWrite",
-                "enable512e": bool(extra.get("enable512e")), "qos": default_qos(extra.get("qos")),
+                "access": extra.get("access") or DEFAULT_ACCESS,
+                "enable512e": bool(extra.get("enable512e")), "qos": qos,
                 "attributes": extra.get("attributes") or {},
             }
             txn.put(COLL, vid, doc)
@@ -114,11 +158,16 @@ class VolumeService:
         return self.update(vid, status="active")
 
     def update(self, vid: int, **changes: object) -> Doc:
-        with self._store.write() as txn:
-            doc = get_volume(txn, vid, status=None)
-            doc.update(changes)
-            txn.put(COLL, vid, doc)
-            return doc
+        """Record ``changes``; a new ``access`` is in force on NBD when this returns."""
+        with self._access_lock:
+            with self._store.write() as txn:
+                doc = get_volume(txn, vid, status=None)
+                doc.update(changes)
+                txn.put(COLL, vid, doc)
+            if "access" in changes and not self._gates.change(vid, doc["access"]):
+                log.warning("volume %d: access is now %s, but requests it forbids were still "
+                            "running after %.0f s", vid, doc["access"], DRAIN_TIMEOUT)
+        return doc
 
     def grow(self, vid: int, size: int) -> Doc:
         engine = self._storage.require_engine()
@@ -168,6 +217,7 @@ class VolumeService:
             engine.delete_volume(vid)
         with self._store.write() as txn:
             txn.delete(COLL, vid)
+        self._gates.forget(vid)
 
     def purge_due(self) -> None:
         """Monitor check: purge deleted volumes whose purge time has come."""

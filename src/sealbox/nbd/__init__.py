@@ -4,13 +4,21 @@
 See docs/nbd.md.
 """
 
-from sealbox.nbd.export import Export, ExportCatalog, ExportUnavailable
+from sealbox.nbd.export import (
+    AccessControlled,
+    Export,
+    ExportAccessDenied,
+    ExportCatalog,
+    ExportUnavailable,
+)
 from sealbox.nbd.memory import DictCatalog, FileExport, MemoryExport
 from sealbox.nbd.server import NbdServer, ServerSettings
 
 __all__ = [
+    "AccessControlled",
     "DictCatalog",
     "Export",
+    "ExportAccessDenied",
     "ExportCatalog",
     "ExportUnavailable",
     "FileExport",

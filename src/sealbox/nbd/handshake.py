@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sealbox.nbd import protocol as p
-from sealbox.nbd.export import Export, ExportCatalog, ExportUnavailable
+from sealbox.nbd.export import Export, ExportCatalog, ExportUnavailable, is_read_only
 from sealbox.nbd.wire import ConnectionClosed, Wire
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,14 @@ class Handshake:
     def _reply(self, option: int, rep_type: int, data: bytes = b"") -> None:
         self._wire.send([p.option_reply(option, rep_type, data)])
 
-    def _tflags(self) -> int:
-        flags = (
-            p.TFLAG_HAS_FLAGS
-            | p.TFLAG_SEND_FLUSH
-            | p.TFLAG_SEND_FUA
-            | p.TFLAG_SEND_TRIM
-            | p.TFLAG_SEND_WRITE_ZEROES
-        )
+    def _tflags(self, export: Export) -> int:
+        flags = p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH | p.TFLAG_SEND_FUA
+        if is_read_only(export):
+            # As qemu-nbd -r: commands that change data are not offered; FLUSH and FUA stay
+            # (harmless: they only make durable what the export already acknowledged).
+            flags |= p.TFLAG_READ_ONLY
+        else:
+            flags |= p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES
         if self._multi_conn:
             flags |= p.TFLAG_CAN_MULTI_CONN
         if self._structured:
@@ -145,7 +145,7 @@ class Handshake:
         name, requests = _parse_info_request(data)
         export, name = self._open(name)
         size = export.size
-        tflags = self._tflags()
+        tflags = self._tflags(export)
         if p.INFO_NAME in requests:
             self._reply(option, p.REP_INFO, p.info_name(name))
         # Block sizes are sent even unrequested: min 1 imposes nothing on a client that ignores it.
@@ -162,7 +162,7 @@ class Handshake:
         except (_OptionError, UnicodeDecodeError) as exc:
             raise ConnectionClosed(f"NBD_OPT_EXPORT_NAME refused: {exc}") from exc
         size = export.size
-        tflags = self._tflags()
+        tflags = self._tflags(export)
         reply = p.EXPORT_NAME_REPLY.pack(size, tflags)
         self._wire.send([reply if self._no_zeroes else reply + _ZEROES])
         return Negotiated(export, name, size, self._structured, tflags)

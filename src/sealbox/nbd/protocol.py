@@ -46,6 +46,7 @@ INFO_BLOCK_SIZE: Final = 3
 
 # --- transmission -----------------------------------------------------------------------------
 TFLAG_HAS_FLAGS: Final = 1 << 0
+TFLAG_READ_ONLY: Final = 1 << 1
 TFLAG_SEND_FLUSH: Final = 1 << 2
 TFLAG_SEND_FUA: Final = 1 << 3
 TFLAG_SEND_TRIM: Final = 1 << 5

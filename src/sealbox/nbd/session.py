@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from sealbox.nbd import protocol as p
 from sealbox.nbd.batching import Batch, PendingQueue, Request
-from sealbox.nbd.export import ExportUnavailable
+from sealbox.nbd.export import ExportAccessDenied, ExportUnavailable
 from sealbox.nbd.handshake import Negotiated
 from sealbox.nbd.wire import ConnectionClosed, Wire
 from sealbox.nbd.workers import WorkerPool
@@ -225,6 +225,10 @@ class Session:
     def _run(self, req: Request) -> Reply:
         try:
             return self._handlers[req.cmd](req)
+        except ExportAccessDenied as exc:
+            # Debug only: a client retrying against a locked volume must not flood the log.
+            log.debug("nbd %s: command %d refused: %s", self._neg.name, req.cmd, exc.reason)
+            return self._error_reply(req, p.EPERM, exc.reason)
         except ExportUnavailable as exc:
             log.warning("nbd %s: command %d unavailable: %s", self._neg.name, req.cmd, exc.reason)
             return self._error_reply(req, p.EIO, exc.reason)

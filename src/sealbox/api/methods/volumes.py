@@ -6,10 +6,11 @@ from __future__ import annotations
 from sealbox.api.params import ID, P
 from sealbox.api.registry import CallContext, Params, Result, method
 from sealbox.cluster.accounts import get_account
-from sealbox.cluster.volumes import default_qos, get_volume, volume_info
+from sealbox.cluster.volume_access import ACCESS_VALUES
+from sealbox.cluster.volumes import get_volume, merge_qos, volume_info
 from sealbox.errors import InvalidParameter
 
-_ACCESS = ("readWrite", "readOnly", "locked")
+_ACCESS = ACCESS_VALUES  # the contract's VolumeAccess enumeration; see volume_access.py
 _SIZE = P("totalSize", "int", required=True, minimum=1, maximum=2**62)
 
 
@@ -76,7 +77,7 @@ def modify_volume(ctx: CallContext, params: Params) -> Result:
     c, vid = ctx.cluster, params["volumeID"]
     changes: dict[str, object] = {}
     with c.store.read() as txn:  # validate everything before anything changes
-        get_volume(txn, vid)
+        current = get_volume(txn, vid)
         if params["accountID"] is not None:
             changes["accountID"] = get_account(txn, params["accountID"])["accountID"]
     if params["access"] is not None:
@@ -84,7 +85,7 @@ def modify_volume(ctx: CallContext, params: Params) -> Result:
     if params["attributes"] is not None:
         changes["attributes"] = params["attributes"]
     if params["qos"] is not None:
-        changes["qos"] = default_qos(params["qos"])
+        changes["qos"] = merge_qos(current["qos"], params["qos"], "current")
     if params["totalSize"] is not None:
         c.volumes.grow(vid, params["totalSize"])
     return {"volume": volume_info(c.volumes.update(vid, **changes))}
