@@ -7,9 +7,13 @@ The order is DESIGN.md's, so that ``kill -9`` at any instant loses nothing:
    internal key file — and its identifiers recorded before it is used;
 3. every drive gets its data key wrapped by the new key in its spare slot (fsynced);
 4. one transaction makes the new key current (the *commit*);
-5. only then the old key is decommissioned (external: Revoke and Destroy on its key server;
-   internal: overwritten and deleted) and the drives' old slots cleared;
-6. the job completes with the documented result.
+5. only then the drives' old slots are cleared and the old key is decommissioned (external:
+   Revoke and Destroy on its key server; internal: overwritten and deleted) — with a bounded
+   number of attempts: a key server that is down gets a fault and background retries instead
+   of holding the job, and with it every further rekey, hostage
+   (:mod:`sealbox.cluster.rekey_decommission`);
+6. the job completes with the documented result, which says whether the old key was
+   decommissioned or is still pending.
 
 A job interrupted before the commit is rolled back at the next start: the staged slots are
 cleared and the new key is destroyed (found by its name on the key server if it was created but
@@ -29,10 +33,12 @@ from typing import Any
 
 from sealbox.cluster import rekey_steps as steps
 from sealbox.cluster.audit import AuditLog
+from sealbox.cluster.faults import FaultService
 from sealbox.cluster.jobs import JobContext, JobService
 from sealbox.cluster.keyservers import KeyServerStore, get_provider
 from sealbox.cluster.keytests import test_endpoints
 from sealbox.cluster.masterkeys import MasterKeys
+from sealbox.cluster.rekey_decommission import Decommissioner
 from sealbox.cluster.sear import COLL as SEAR
 from sealbox.cluster.sear import EXTERNAL, INTERNAL, SearService, key_info
 from sealbox.cluster.storage import StorageService
@@ -60,7 +66,13 @@ class RekeyService:
         self._audit, self._unlocker, self._boot = audit, unlocker, boot_id
         self._step_delay = step_delay  # test-only: widens each step for crash tests
         self.closing = threading.Event()
+        # FaultService keeps no state of its own: a view over the same store's faults.
+        self._decom = Decommissioner(store, keys, keyservers, FaultService(store), audit,
+                                     self.closing)
         jobs.register(REKEY, self._run)
+        # Old keys left pending by an earlier run are retried once the drives are unlocked
+        # (the job itself waits for that too).
+        unlocker.after_unlock.append(self._decom.resume)
 
     # --- starting -------------------------------------------------------------------------
     def start(self, who: str, management: str, provider_id: int | None) -> int:
@@ -207,13 +219,21 @@ class RekeyService:
         self._pause()
 
     def _decommission(self, ctx: JobContext, rk: Doc) -> None:
+        """The new key is committed: clear the old slots and try to destroy the old key, but
+        only a bounded number of times. If that fails, the old key's record moves to the
+        pending decommissions in the same transaction that ends this phase, so it is never
+        forgotten, and the job goes on to complete (a restart before that transaction runs
+        this phase again)."""
         self._progress(ctx, rk, "DecommissionOldMasterKey")
         for _doc, drive in self._storage.drives():
             drive.retire_slot(rk["oldKeyID"])
         self._pause()
-        steps.retrying(lambda: steps.destroy_key(
-            self._store, self._keys, rk["oldKeyID"], self._audit, ctx.params.get("who", "?")),
-            f"decommission master key {rk['oldKeyID']}", self.closing)
+        old = self._keys.record(rk["oldKeyID"])
+        failure = None
+        if old is not None:
+            ctx.progress(keyToDecommission=_brief(old))
+            failure = self._decom.in_job(old, rk["jobID"], ctx.params.get("who", "?"),
+                                         lambda details: ctx.progress(**details))
         with self._store.write() as txn:
             doc = txn.get(SEAR, 0)
             assert doc is not None
@@ -221,9 +241,16 @@ class RekeyService:
             doc["integrity"].pop(rk["oldKeyID"], None)
             doc["rekey"]["phase"] = "decommissioned"
             doc["rekey"]["decommissioned"] = old
+            if failure is None:
+                self._decom.resolve(txn, rk["oldKeyID"])
+            elif old is not None:
+                doc["rekey"]["pending"] = self._decom.defer(txn, doc, old, rk["jobID"], failure)
             txn.put(SEAR, 0, doc)
             steps.release_provider(self._keyservers, txn, doc, old)
         self._keys.forget(rk["oldKeyID"])
+        if failure is not None and old is not None:
+            self._decom.audit_deferred(old, failure)
+            self._decom.continue_in_background()
         self._pause()
 
     def _finish(self, ctx: JobContext, rk: Doc) -> Doc:
@@ -236,7 +263,15 @@ class RekeyService:
                 "keyToDecommission": _brief(old), "newKey": _brief(doc["keys"][rk["newKeyID"]]),
                 "operation": steps.operation_text(old, doc["keys"][rk["newKeyID"]]),
                 "state": "Ready",
+                # sealbox's addition (an enum, as the job's states are): whether the old key
+                # is gone, or still exists because its key server could not be reached; then
+                # the fault and the reason, the same as the job's details said.
+                "keyToDecommissionState": "Decommissioned",
             }
+            pending = rk.get("pending")
+            if pending:
+                result.update(keyToDecommissionState="DecommissionPending",
+                              reason=pending["reason"], clusterFaultID=pending["clusterFaultID"])
             doc["rekey"] = None
             txn.put(SEAR, 0, doc)
         ctx.progress(state="Ready")

@@ -40,11 +40,12 @@ def create_key(store: ConfigStore, keys: MasterKeys, rk: Doc, pause: Callable[[]
     return key_record(new_id, EXTERNAL, rk["providerID"], uid)
 
 
-def destroy_key(store: ConfigStore, keys: MasterKeys, key_id: str, audit: AuditLog,
-                who: str) -> None:
-    rec = keys.record(key_id)
-    if rec is None:
-        return
+def destroy_key(keys: MasterKeys, rec: Doc, audit: AuditLog, who: str) -> None:
+    """Decommission the master key of record ``rec``: Revoke and Destroy on its key server (a
+    key already gone counts as done), or overwrite and delete the internal key file. Raises the
+    KMIP error; the caller decides how often to try (:mod:`sealbox.cluster.rekey_decommission`).
+    """
+    key_id = rec["keyID"]
     if rec["keyManagementType"] == EXTERNAL:
         with keys.provider_client(rec["keyProviderID"]) as client:
             client.revoke_and_destroy(rec["kmipUID"])
