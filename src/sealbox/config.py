@@ -9,6 +9,13 @@ from pathlib import Path
 from sealbox.kmip.certs import KeyType
 from sealbox.secrets import Secret
 
+# Drive files: at least 64 MiB (room for the metadata and a few chunks); at most 8 TiB, well
+# inside what common file systems allow one sparse file (ext4: 16 TiB), so that a typo such
+# as 100T is refused as a bad option before anything is created, not by the file system halfway
+# through the first start.
+MIN_DRIVE_SIZE = 64 << 20
+MAX_DRIVE_SIZE = 8 << 40
+
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 

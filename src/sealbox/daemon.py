@@ -9,29 +9,23 @@ import os
 import resource
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from sealbox import startup
 from sealbox.api.server import ApiServer
 from sealbox.api.tls import ensure_certificate, server_context
 from sealbox.cluster.exports import VolumeCatalog
-from sealbox.cluster.runtime import Cluster, FirstStart
+from sealbox.cluster.runtime import Cluster
 from sealbox.config import Settings
+from sealbox.listeners import Listeners
 from sealbox.nbd.server import NbdServer
+from sealbox.startup import Started
 
 log = logging.getLogger("sealbox")
 
 
 class AlreadyRunning(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class Started:
-    api_url: str
-    first: FirstStart
-    cert_path: Path
-    nbd_address: str
 
 
 def acquire_lock(data_dir: Path) -> int:
@@ -42,13 +36,30 @@ def acquire_lock(data_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise AlreadyRunning(
-            f"another sealbox is already running on {data_dir} (it holds "
-            f"{data_dir / 'sealbox.lock'}); stop it first or use another --data-dir"
-        ) from None
+        raise AlreadyRunning(_running_message(data_dir)) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def check_not_running(data_dir: Path) -> None:
+    """Raise :class:`AlreadyRunning` if a sealbox holds the data dir's lock. Creates nothing
+    (for a start that must fail before it touches the disk)."""
+    try:
+        fd = os.open(data_dir / "sealbox.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file (or no data dir): nothing runs there
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise AlreadyRunning(_running_message(data_dir)) from None
+    finally:
+        os.close(fd)
+
+
+def _running_message(data_dir: Path) -> str:
+    return (f"another sealbox is already running on {data_dir} (it holds "
+            f"{data_dir / 'sealbox.lock'}); stop it first or use another --data-dir")
 
 
 def setup_logging(data_dir: Path, verbose: bool = False) -> None:
@@ -75,28 +86,36 @@ def raise_open_file_limit() -> None:
             log.warning("cannot raise the open-file limit from %d: %s", soft, error)
 
 
-async def serve(settings: Settings, on_started: Callable[[Started], None]) -> None:
+async def serve(settings: Settings, listeners: Listeners,
+                on_started: Callable[[Started], None]) -> None:
+    """Run the cluster on the already bound ``listeners`` until SIGINT or SIGTERM (the caller
+    closes them if this fails before the servers own them).
+
+    ``on_started`` prints the banner; only once it has returned is a generated password taken
+    as shown (see :mod:`sealbox.startup`)."""
     raise_open_file_limit()
     # Handlers first: a SIGTERM sent as soon as the banner is out (or during start-up) must
     # stop the cluster cleanly, not kill it with the default action.
     stop = _stop_on_signals()
     cluster = Cluster.open(settings)
     try:
-        first = cluster.first_start()
+        first = startup.first_start(cluster)
         cluster.start()
         cert, key = ensure_certificate(settings.data_dir / "tls", settings.host)
         api = ApiServer(cluster, settings.host, settings.port, server_context(cert, key))
-        port = await api.start()
         nbd = NbdServer(VolumeCatalog(cluster.store, cluster.storage), settings.host,
                         settings.nbd_port)
-        nbd.start()
-        on_started(Started(f"https://{settings.host}:{port}/json-rpc/12.3", first, cert,
-                           f"nbd://{settings.host}:{nbd.port}/VOLUME-NAME"))
-        log.info("API listening on %s:%d, NBD on %d", settings.host, port, nbd.port)
-        await stop.wait()
-        log.info("stopping")
-        await api.stop()
-        await asyncio.to_thread(nbd.stop)
+        try:
+            port = await api.start(listeners.api)
+            nbd.start(listeners.nbd)
+            on_started(startup.describe(cluster, port, nbd.port, first, cert))
+            startup.password_shown(settings.data_dir)
+            log.info("API listening on %s:%d, NBD on %d", settings.host, port, nbd.port)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await api.stop()
+            await asyncio.to_thread(nbd.stop)
     finally:
         cluster.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -50,10 +51,14 @@ class ApiServer:
         app.router.add_route("*", "/{tail:.*}", _not_found)
         return app
 
-    async def start(self) -> int:
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Serve on ``sock`` if given (already bound and listening: ``sealbox up`` binds before
+        it creates anything), else bind ``host``:``port``; returns the port."""
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
+        site: web.BaseSite = (
+            web.SockSite(self._runner, sock, ssl_context=self._ssl) if sock is not None
+            else web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl))
         await site.start()
         server = site._server  # the bound port, when 0 was asked for
         sockets = getattr(server, "sockets", None) or []

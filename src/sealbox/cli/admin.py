@@ -22,6 +22,7 @@ from sealbox.cluster.audit import AuditLog
 from sealbox.daemon import AlreadyRunning, acquire_lock
 from sealbox.errors import InvalidParameter, NotFound, NotPermitted
 from sealbox.secrets import Secret
+from sealbox.startup import password_shown
 from sealbox.store.sqlite import SqliteStore
 
 
@@ -71,3 +72,6 @@ def reset_password(data_dir: Path, username: str | None, password: str | None) -
     if generated:
         click.echo(f"  password:   {new.reveal().decode()}  (generated now and shown only once; "
                    "keep it)")
+    # Whatever first-start password was never shown is superseded by this one: the next
+    # `sealbox up` must not replace it (sealbox.startup).
+    password_shown(data_dir)

@@ -41,8 +41,11 @@ def rekey(provider_id: int | None, internal: bool, data_dir: Path, host: str, po
         raise click.ClickException(f"the rekey failed: {err['name']}: {err['message']}")
     r = result["result"]
     click.echo(r["operation"])
+    old = r["keyToDecommission"]["keyID"]
     click.echo(f"new master key {r['newKey']['keyID']} ({r['newKey']['keyManagementType']}); "
-               f"decommissioned {r['keyToDecommission']['keyID']}")
+               + (f"decommissioned {old}"
+                  if r.get("keyToDecommissionState", "Decommissioned") == "Decommissioned" else
+                  f"old key {old} NOT yet destroyed: {r.get('reason', '')}"))
 
 
 def _follow(api: Rpc, handle: int) -> dict[str, Any]:

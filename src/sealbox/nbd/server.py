@@ -78,12 +78,15 @@ class NbdServer:
     def host(self) -> str:
         return self._host
 
-    def start(self) -> None:
+    def start(self, listener: socket.socket | None = None) -> None:
         """Bind, listen and start accepting in a background thread; raises ``OSError`` if the
-        address cannot be bound."""
+        address cannot be bound. A ``listener`` already bound and listening is used instead
+        (``sealbox up`` binds before it creates anything)."""
         if self._listener is not None:
             raise RuntimeError("server already started")
-        listener = socket.create_server((self._host, self._port), backlog=128, reuse_port=False)
+        if listener is None:
+            listener = socket.create_server((self._host, self._port), backlog=128,
+                                            reuse_port=False)
         self._listener = listener
         self.pool.start()
         self._bound_port = int(listener.getsockname()[1])

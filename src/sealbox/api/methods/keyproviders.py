@@ -35,9 +35,10 @@ def delete_key_provider_kmip(ctx: CallContext, params: Params) -> Result:
         if is_active(doc):
             raise NotPermitted(
                 f"Key provider {doc['keyProviderID']} is active (its keys are in use: "
-                f"{', '.join(doc['uses'])}); only inactive providers can be deleted. Move the "
-                "keys to another provider first (RekeySoftwareEncryptionAtRestMasterKey, or "
-                "DisableEncryptionAtRest)."
+                f"{', '.join(doc['uses'])}); only inactive providers can be deleted. Keys in "
+                "use move to another provider with RekeySoftwareEncryptionAtRestMasterKey (or "
+                "go with DisableEncryptionAtRest); an old key awaiting destruction goes once "
+                "its key server destroys it, or when its kmipServerFault is cleared."
             )
         for server_id in doc["keyServerIDs"]:
             server = get_server(txn, server_id)
