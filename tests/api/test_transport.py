@@ -98,3 +98,26 @@ def test_missing_required_names_the_parameter(sealbox: SealboxProcess) -> None:
                                            "acceptEula": True})
     assert env["error"]["name"] == "xMissingParameter"
     assert "password" in env["error"]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "x-unknown"])
+@pytest.mark.parametrize("body", [b"garbage", b'{"method": "GetAPI", "params": {}, "id": 1}'])
+def test_encoded_bodies_are_refused_as_element_errors(sealbox: SealboxProcess, encoding: str,
+                                                      body: bytes) -> None:
+    """A body that does not inflate once answered HTTP 500 (gzip) or a 400 naming a missing
+    Python package (br); every Content-Encoding is now an Element error naming it."""
+    r = requests.post(f"https://127.0.0.1:{sealbox.port}/json-rpc/12.3", data=body,
+                      auth=("admin", sealbox.password), verify=False, timeout=30,
+                      headers={"Content-Encoding": encoding})
+    assert r.status_code == 200, r.text
+    err = r.json()["error"]
+    assert err["name"] == "xInvalidRequest" and encoding in err["message"]
+    assert "Traceback" not in r.text and "install" not in r.text
+
+
+def test_identity_encoding_is_plain_json(sealbox: SealboxProcess) -> None:
+    r = requests.post(f"https://127.0.0.1:{sealbox.port}/json-rpc/12.3",
+                      data=b'{"method": "GetAPI", "params": {}, "id": 1}',
+                      auth=("admin", sealbox.password), verify=False, timeout=30,
+                      headers={"Content-Encoding": "identity"})
+    assert r.status_code == 200 and "result" in r.json()

@@ -54,7 +54,11 @@ class ApiServer:
     async def start(self, sock: socket.socket | None = None) -> int:
         """Serve on ``sock`` if given (already bound and listening: ``sealbox up`` binds before
         it creates anything), else bind ``host``:``port``; returns the port."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # auto_decompress off: aiohttp would inflate a Content-Encoding body itself and answer
+        # a body that does not inflate with an HTTP 500 (gzip) or a 400 naming a missing
+        # package (br, zstd). The handler refuses encoded bodies as an Element error instead.
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     auto_decompress=False)
         await self._runner.setup()
         site: web.BaseSite = (
             web.SockSite(self._runner, sock, ssl_context=self._ssl) if sock is not None
@@ -82,6 +86,14 @@ class ApiServer:
                 status=401, text=auth.UNAUTHORIZED_BODY, content_type="text/html",
                 headers={"WWW-Authenticate": 'Basic realm="sealbox"'},
             )
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Element clients send plain JSON; a compressed body is refused, not inflated (no
+            # decompression bomb to bound, no codec to install).
+            err = dispatch.RequestError(
+                f"Content-Encoding {encoding[:40]!r} is not supported: send the JSON body "
+                "uncompressed.")
+            return _json({"id": None, "error": err.to_element()})
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
