@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sealbox.cluster.drive_removal import Load
 from sealbox.cluster.drives import Progress, engine_id
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.storage import StorageService
 from sealbox.cluster.topology import DriveRole
 from sealbox.errors import SealboxError
 from sealbox.storage import disk, volume_repair
+from sealbox.storage.chunk import CHUNK_SIZE
 from sealbox.storage.disk import Disk
 from sealbox.storage.header import EncryptionMode
 from sealbox.storage.volume_errors import NotEnoughSpace
@@ -104,6 +107,32 @@ class DriveOps:
             volume_repair.remove_slice_drive(engine, eid)
             progress(1, 1)
         self._storage.retire(doc["driveID"])
+
+    def removal_load(self, leaving: Sequence[Doc], staying: Sequence[Doc]) -> Load:
+        """What the block drives ``leaving`` hold that must move to the block drives
+        ``staying`` (see :class:`sealbox.cluster.drive_removal.Load`)."""
+        engine = self._storage.require_engine()
+        node_of = {engine_id(d): int(d["nodeID"]) for d in staying}
+        gone = {engine_id(d) for d in leaving}
+        free: Counter[int] = Counter({node: 0 for node in node_of.values()})
+        for use in engine.drive_usage():
+            if use.drive_id in node_of and not use.failed:
+                free[node_of[use.drive_id]] += (use.total_bytes - use.used_bytes) // CHUNK_SIZE
+        needs: Counter[tuple[frozenset[int], int]] = Counter()
+        for drives in volume_repair.copies_on(engine, gone):
+            kept = frozenset(node_of[d] for d in drives if d in node_of)
+            needs[(kept, sum(d in gone for d in drives))] += 1
+        return Load(dict(free), dict(needs))
+
+    def drained(self, doc: Doc) -> bool:
+        """True once the engine no longer uses the drive and no chunk names it: a removal
+        that got this far (then crashed) only has to record it."""
+        engine = self._storage.engine
+        if engine is None:
+            return False
+        eid = engine_id(doc)
+        return eid in volume_repair.failed_drives(engine) and \
+            not volume_repair.copies_on(engine, {eid})
 
     # --- erasing ------------------------------------------------------------------------------
     def erase(self, doc: Doc) -> None:

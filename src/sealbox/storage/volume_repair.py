@@ -75,14 +75,22 @@ def move_off(engine: StorageEngine, drive_id: int,
         saved = pool._alloc.get(drive_id)
         if saved is not None:
             pool._alloc[drive_id] = SlotAllocator(0)
-    report = _move_all(engine, drive_id, progress)
+    try:
+        report = _move_all(engine, drive_id, progress)
+    except BaseException:
+        _undrain(engine, drive_id, saved)  # the drive stays in service: let it take chunks
+        raise
     if report.lost:
-        with engine._store.lock:
-            if saved is not None and drive_id in pool:
-                pool._alloc[drive_id] = saved
+        _undrain(engine, drive_id, saved)
         return report
     engine.fail_drive(drive_id)
     return report
+
+
+def _undrain(engine: StorageEngine, drive_id: int, saved: SlotAllocator | None) -> None:
+    with engine._store.lock:
+        if saved is not None and drive_id in engine._pool:
+            engine._pool._alloc[drive_id] = saved
 
 
 def _move_all(engine: StorageEngine, drive_id: int, progress: Progress | None) -> RepairReport:
@@ -275,6 +283,14 @@ def under_protected(engine: StorageEngine) -> dict[int, int]:
     return out
 
 
+def copies_on(engine: StorageEngine, drive_ids: set[int]) -> list[tuple[int, ...]]:
+    """For every chunk with a copy on one of ``drive_ids``: the drives of all its copies
+    (a consistent copy of the maps, taken under the metadata lock)."""
+    with engine._store.lock:
+        return [tuple(d for d, _ in locs) for vol in engine._store.state.volumes.values()
+                for locs in vol.chunks.values() if any(d in drive_ids for d, _ in locs)]
+
+
 def chunks_without_live_copy(engine: StorageEngine, on: set[int]) -> int:
     """How many chunks with a copy on one of the drives ``on`` have no copy on a drive in
     service (chunks lost earlier, on other drives, are not counted)."""
@@ -304,7 +320,16 @@ def remove_slice_drive(engine: StorageEngine, drive_id: int) -> list[int]:
     with store.lock:
         if drive_id in store.state.failed:
             return []
+        before = len(_mirror_nodes(engine))
         added = _replenish(engine, drive_id)
+        after = {engine._specs[m].node_id for m in store.mirror_ids
+                 if m in engine._specs and m != drive_id}
+        if len(after) < min(2, before):
+            # No slice drive of another node can take its copy: dropping it would leave the
+            # metadata on fewer nodes than it is on now.
+            raise NotEnoughSpace(
+                f"slice drive {drive_id} cannot be removed: no slice drive of another node "
+                "can take its copy of the volume metadata")
         _drop_mirror(engine, drive_id)
         return added
 

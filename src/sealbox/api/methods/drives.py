@@ -1,7 +1,10 @@
 """ListDrives, GetDriveConfig, AddDrives, RemoveDrives, SecureEraseDrives.
 
 The three changing methods return an async handle at once (poll with GetAsyncResult); drive IDs
-may arrive as numeric strings (sfcli sends ``["1","2"]``).
+may arrive as numeric strings (sfcli sends ``["1","2"]``). AddDrives takes ``NewDrive`` objects
+(``{"driveID": 13, "type": "block"}``), as the Element API and SDK send them; RemoveDrives and
+SecureEraseDrives take plain IDs. ListDrives lists the drives of cluster members only: in
+Element a pending node's drives are not the cluster's until the node is added.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sealbox.api.registry import CallContext, Params, Result, method
 from sealbox.cluster.drive_config import drive_config
 from sealbox.cluster.drives import NewDrive, shown_status
 from sealbox.cluster.formation import require_cluster
-from sealbox.cluster.topology import drive_info
+from sealbox.cluster.topology import NodeState, drive_info
 from sealbox.errors import InvalidParameter, NodeNotFound
 from sealbox.store.base import Txn
 
@@ -22,9 +25,13 @@ _DRIVE_ID = ID("driveID")
 
 
 def _new_drive(name: str, raw: Any) -> NewDrive:
-    """A ``NewDrive`` object; a bare ID is accepted too (older scripts send plain IDs)."""
+    """A ``NewDrive`` object. A bare ID is refused: Element takes only objects, and a script
+    that sends IDs would otherwise work here and fail on a real cluster."""
     if not isinstance(raw, dict):
-        return NewDrive(to_int(_DRIVE_ID, raw, name))
+        shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+        raise InvalidParameter(
+            f"Invalid parameter '{name}': expected an object with driveID (a NewDrive, e.g. "
+            f'{{"driveID": 13, "type": "block"}}), got {shown}.')
     if raw.get("driveID") is None:
         raise InvalidParameter(f"Invalid parameter '{name}': driveID is missing.")
     kind = raw.get("type")
@@ -45,8 +52,10 @@ def _start(ctx: CallContext, claim: Callable[[Txn, Any], int], drives: Any) -> R
 
 @method("ListDrives", category="drives", bootstrap=True)
 def list_drives(ctx: CallContext, params: Params) -> Result:
+    topology = ctx.cluster.topology
+    members = {n["nodeID"] for n in topology.nodes(NodeState.ACTIVE)}
     drives = []
-    for doc in ctx.cluster.topology.drives():
+    for doc in (d for d in topology.drives() if d["nodeID"] in members):
         info = drive_info(doc)
         info["status"] = shown_status(doc)
         drives.append(info)
