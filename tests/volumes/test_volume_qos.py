@@ -105,3 +105,32 @@ def test_limits_are_accepted_and_members_not_given_are_kept(sealbox: SealboxProc
     sf.modify_volume(volume_id=vid, qos=QoS(max_iops=150000))  # Element keeps the others
     qos = sf.list_volumes(volume_ids=[vid]).volumes[0].qos
     assert (qos.min_iops, qos.max_iops, qos.burst_iops) == (15000, 150000, 200000)
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"qosPolicyID": 5}, "'qosPolicyID'"),
+    ({"associateWithQoSPolicy": True}, "'associateWithQoSPolicy'"),
+    ({"enableSnapMirrorReplication": True}, "'enableSnapMirrorReplication'"),
+    ({"fifoSize": 0}, "'fifoSize'"),
+    ({"fifoSize": 33}, "'fifoSize'"),
+    ({"minFifoSize": -1}, "'minFifoSize'"),
+    ({"fifoSize": 4, "minFifoSize": 5}, "'minFifoSize'"),
+    ({"minFifoSize": 25}, "'minFifoSize'"),  # above the default fifoSize of 24
+])
+def test_create_volume_refuses_what_sealbox_lacks_or_cannot_hold(
+        sealbox: SealboxProcess, account: int, extra: dict[str, Any], named: str) -> None:
+    before = sealbox.rpc("ListVolumes")["result"]["volumes"]
+    message = _refused(sealbox, "CreateVolume", {"name": "fifo-bad", "accountID": account,
+                                                 "totalSize": MIB, **extra})
+    assert named in message, message
+    assert sealbox.rpc("ListVolumes")["result"]["volumes"] == before
+
+
+def test_fifo_sizes_are_recorded_and_reported(sealbox: SealboxProcess, account: int) -> None:
+    vid = int(sealbox.element().create_volume(name="fifo-ok", account_id=account,
+                                              total_size=MIB, fifo_size=8,
+                                              min_fifo_size=2).volume_id)
+    shown = _shown(sealbox, vid)
+    assert (shown["fifoSize"], shown["minFifoSize"]) == (8, 2)
+    plain = _shown(sealbox, _create(sealbox, account, "fifo-default"))
+    assert (plain["fifoSize"], plain["minFifoSize"]) == (24, 0)

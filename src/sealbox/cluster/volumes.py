@@ -60,6 +60,9 @@ def _check_name(txn: Txn, name: str) -> None:
         raise Exists(f"A volume named '{name}' already exists (names are NBD export names).")
 
 
+FIFO_DEFAULT = 24  # Element's default fifoSize
+
+
 def volume_info(doc: Doc, unique_id: str = "sbx") -> Doc:
     """The Element ``Volume`` object."""
     vid = doc["volumeID"]
@@ -77,7 +80,8 @@ def volume_info(doc: Doc, unique_id: str = "sbx") -> Doc:
         "lastAccessTime": None, "lastAccessTimeIO": None, "sliceCount": 1,
         "totalSize": doc["totalSize"], "blockSize": 4096, "virtualVolumeID": None,
         "attributes": doc["attributes"], "currentProtectionScheme": "doubleHelix",
-        "previousProtectionScheme": None, "fifoSize": 24, "minFifoSize": 0,
+        "previousProtectionScheme": None, "fifoSize": doc.get("fifoSize", FIFO_DEFAULT),
+        "minFifoSize": doc.get("minFifoSize", 0),
     }
 
 
@@ -152,6 +156,8 @@ class VolumeService:
                 "access": extra.get("access") or DEFAULT_ACCESS,
                 "enable512e": bool(extra.get("enable512e")), "qos": qos,
                 "attributes": extra.get("attributes") or {},
+                "fifoSize": extra.get("fifoSize") or FIFO_DEFAULT,
+                "minFifoSize": extra.get("minFifoSize") or 0,
             }
             txn.put(COLL, vid, doc)
         engine.create_volume(vid, name, size)

@@ -7,10 +7,11 @@ from sealbox.api.params import ID, P
 from sealbox.api.registry import CallContext, Params, Result, method
 from sealbox.cluster.accounts import get_account
 from sealbox.cluster.volume_access import ACCESS_VALUES
-from sealbox.cluster.volumes import get_volume, merge_qos, volume_info
+from sealbox.cluster.volumes import FIFO_DEFAULT, get_volume, merge_qos, volume_info
 from sealbox.errors import InvalidParameter
 
 _ACCESS = ACCESS_VALUES  # the contract's VolumeAccess enumeration; see volume_access.py
+MAX_SNAPSHOTS = 32
 _SIZE = P("totalSize", "int", required=True, minimum=1, maximum=2**62)
 
 
@@ -18,7 +19,11 @@ _SIZE = P("totalSize", "int", required=True, minimum=1, maximum=2**62)
         P("enable512e", "bool"), P("qos", "object"), P("attributes", "object"),
         P("access", "str", choices=_ACCESS), P("protectionScheme", "str"),
         P("associateWithQoSPolicy", "bool"), ID("qosPolicyID", required=False),
-        P("enableSnapMirrorReplication", "bool"), P("fifoSize", "int"), P("minFifoSize", "int"),
+        P("enableSnapMirrorReplication", "bool"),
+        # No snapshots in sealbox: the FIFO sizes are recorded and reported, within the 32
+        # snapshots an Element volume can hold.
+        P("fifoSize", "int", minimum=1, maximum=MAX_SNAPSHOTS),
+        P("minFifoSize", "int", minimum=0, maximum=MAX_SNAPSHOTS),
         category="volumes", mutates=True)
 def create_volume(ctx: CallContext, params: Params) -> Result:
     scheme = params["protectionScheme"]
@@ -26,9 +31,31 @@ def create_volume(ctx: CallContext, params: Params) -> Result:
         raise InvalidParameter(
             "Invalid parameter 'protectionScheme': sealbox keeps two copies (doubleHelix)."
         )
+    _refuse_what_sealbox_lacks(params)
     doc = ctx.cluster.volumes.create(params["name"], params["accountID"], params["totalSize"],
                                      params)
     return {"volumeID": doc["volumeID"], "volume": volume_info(doc), "curve": {}}
+
+
+def _refuse_what_sealbox_lacks(params: Params) -> None:
+    """Options naming features sealbox does not have are refused, not silently dropped: a
+    script must not believe a volume got a QoS policy or SnapMirror."""
+    if params["qosPolicyID"] is not None:
+        raise InvalidParameter(
+            f"Invalid parameter 'qosPolicyID': QoS policy {params['qosPolicyID']} does not "
+            "exist (sealbox has no QoS policies; give the volume's own qos instead).")
+    if params["associateWithQoSPolicy"]:
+        raise InvalidParameter(
+            "Invalid parameter 'associateWithQoSPolicy': sealbox has no QoS policies; give the "
+            "volume's own qos instead.")
+    if params["enableSnapMirrorReplication"]:
+        raise InvalidParameter(
+            "Invalid parameter 'enableSnapMirrorReplication': sealbox has no SnapMirror.")
+    fifo, min_fifo = params["fifoSize"] or FIFO_DEFAULT, params["minFifoSize"]
+    if min_fifo is not None and min_fifo > fifo:
+        raise InvalidParameter(
+            f"Invalid parameter 'minFifoSize': it must be at most fifoSize ({min_fifo} > "
+            f"{fifo}).")
 
 
 def _listing(ctx: CallContext, statuses: tuple[str, ...], params: Params) -> Result:
