@@ -103,8 +103,8 @@ async def serve(settings: Settings, listeners: Listeners,
         cluster.start()
         cert, key = ensure_certificate(settings.data_dir / "tls", settings.host)
         api = ApiServer(cluster, settings.host, settings.port, server_context(cert, key))
-        nbd = NbdServer(VolumeCatalog(cluster.store, cluster.storage), settings.host,
-                        settings.nbd_port)
+        catalog = VolumeCatalog(cluster.store, cluster.storage, cluster.volumes.gates)
+        nbd = NbdServer(catalog, settings.host, settings.nbd_port)
         try:
             port = await api.start(listeners.api)
             nbd.start(listeners.nbd)

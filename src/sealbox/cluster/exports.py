@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sealbox.cluster.storage import StorageService
-from sealbox.cluster.volume_access import AccessGate, AccessGates, gates_of
+from sealbox.cluster.volume_access import AccessGate, AccessGates
 from sealbox.cluster.volumes import COLL
 from sealbox.nbd.export import Export, ExportUnavailable
 from sealbox.store.base import ConfigStore, Doc
@@ -51,11 +51,12 @@ class GatedVolume:
 
 
 class VolumeCatalog:
-    def __init__(self, store: ConfigStore, storage: StorageService,
-                 gates: AccessGates | None = None) -> None:
+    def __init__(self, store: ConfigStore, storage: StorageService, gates: AccessGates) -> None:
+        """``gates``: the volume service's (a ModifyVolume access change reaches open
+        connections through them)."""
         self._store = store
         self._storage = storage
-        self._gates = gates if gates is not None else gates_of(store)
+        self._gates = gates
 
     def list_exports(self) -> list[str]:
         with self._store.read() as txn:

@@ -12,7 +12,6 @@ once ModifyVolume answers, no write (``readOnly``) or no read or write (``locked
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,18 +123,3 @@ class AccessGates:
     def forget(self, volume_id: int) -> None:
         with self._lock:
             self._gates.pop(volume_id, None)
-
-
-# The daemon builds the NBD catalog from (store, storage) and the volume service inside the
-# cluster, separately; both find the gates through the store they share, so each store (each
-# cluster in a process, as in tests) has its own, and they go with it.
-_GATES: weakref.WeakKeyDictionary[object, AccessGates] = weakref.WeakKeyDictionary()
-_GATES_LOCK = threading.Lock()
-
-
-def gates_of(store: object) -> AccessGates:
-    with _GATES_LOCK:
-        gates = _GATES.get(store)
-        if gates is None:
-            gates = _GATES[store] = AccessGates()
-        return gates

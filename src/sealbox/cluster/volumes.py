@@ -19,7 +19,7 @@ from typing import TypeGuard
 from sealbox.cluster.accounts import get_account
 from sealbox.cluster.clock import now_iso
 from sealbox.cluster.storage import StorageService
-from sealbox.cluster.volume_access import DEFAULT_ACCESS, DRAIN_TIMEOUT, gates_of
+from sealbox.cluster.volume_access import DEFAULT_ACCESS, DRAIN_TIMEOUT, AccessGates
 from sealbox.errors import Exists, InvalidParameter, NotPermitted, VolumeNotFound
 from sealbox.storage.engine import StorageEngine
 from sealbox.store.base import ConfigStore, Doc, Txn
@@ -136,7 +136,8 @@ class VolumeService:
     def __init__(self, store: ConfigStore, storage: StorageService) -> None:
         self._store = store
         self._storage = storage
-        self._gates = gates_of(store)  # the access NBD enforces (cluster/volume_access.py)
+        # The access NBD enforces (cluster/volume_access.py); the NBD catalog shares them.
+        self.gates = AccessGates()
         # Serialises access changes, so that the gates end in the order the store did.
         self._access_lock = threading.Lock()
 
@@ -170,7 +171,7 @@ class VolumeService:
                 doc = get_volume(txn, vid, status=None)
                 doc.update(changes)
                 txn.put(COLL, vid, doc)
-            if "access" in changes and not self._gates.change(vid, doc["access"]):
+            if "access" in changes and not self.gates.change(vid, doc["access"]):
                 log.warning("volume %d: access is now %s, but requests it forbids were still "
                             "running after %.0f s", vid, doc["access"], DRAIN_TIMEOUT)
         return doc
@@ -223,7 +224,7 @@ class VolumeService:
             engine.delete_volume(vid)
         with self._store.write() as txn:
             txn.delete(COLL, vid)
-        self._gates.forget(vid)
+        self.gates.forget(vid)
 
     def purge_due(self) -> None:
         """Monitor check: purge deleted volumes whose purge time has come."""
