@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,14 @@ JOB_BOUND = 45.0
 # The background retry backs off up to 30 s: a key server that is back is found within that.
 BACKGROUND_BOUND = 90.0
 POLL = 0.2
+
+
+def _status(cluster: SealboxProcess) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "sealbox.cli", "status", "--data-dir",
+                          str(cluster.data_dir), "--json"], capture_output=True, text=True,
+                         timeout=60, check=True)
+    status: dict[str, Any] = json.loads(out.stdout)
+    return status
 
 
 @pytest.fixture
@@ -184,6 +194,10 @@ def test_rekey_to_internal_with_the_old_key_server_down(
     err = cluster.rpc("DeleteKeyProviderKmip", {"keyProviderID": pid})["error"]
     assert err["name"] == "xAPINotPermitted"
     assert old["keyID"] in err["message"] and "not yet revoked and destroyed" in err["message"]
+    # `sealbox status` shows the admin the key still waiting on its key server.
+    shown = _status(cluster)["encryption"]["pendingDecommission"]
+    assert [(k["keyID"], k["keyProviderID"]) for k in shown] == [(old["keyID"], pid)]
+    assert shown[0]["lastError"]["name"].startswith("xKmip")
 
     # Another rekey is accepted and completes; the data is intact.
     again = rekey(cluster, {"keyManagementType": "Internal"})["result"]

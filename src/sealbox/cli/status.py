@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sealbox.cluster import formation
 from sealbox.cluster.faults import FaultFilter, FaultService
+from sealbox.cluster.rekey_decommission import ABANDONED, PENDING
 from sealbox.cluster.resync import running_drive_jobs
 from sealbox.cluster.sear import COLL as SEAR
 from sealbox.cluster.sear import key_info
@@ -42,6 +43,10 @@ def collect(data_dir: Path) -> dict[str, Any]:
                 "masterKeyInfo": key_info(sear["keys"][sear["currentKeyID"]])
                     if sear.get("currentKeyID") else None,
                 "rekey": _rekey_state(sear.get("rekey")),
+                # old master keys a rekey could not destroy yet, or gave up on (identifiers)
+                "pendingDecommission": [_old_key(e) for e in
+                                        (sear.get(PENDING) or {}).values()],
+                "abandonedKeys": [_old_key(e) for e in (sear.get(ABANDONED) or {}).values()],
             },
             "nodes": [
                 {k: n[k] for k in ("nodeID", "name", "address", "state")} for n in topo.nodes()
@@ -61,6 +66,14 @@ def _rekey_state(rekey: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {"asyncHandle": rekey.get("jobID"), "phase": rekey.get("phase"),
             "newKeyID": rekey.get("newKeyID"), "oldKeyID": rekey.get("oldKeyID")}
+
+
+def _old_key(entry: dict[str, Any]) -> dict[str, Any]:
+    key = entry["key"]
+    return {"keyID": key["keyID"], "keyManagementType": key["keyManagementType"],
+            "keyProviderID": key.get("keyProviderID"), "kmipUID": key.get("kmipUID"),
+            "since": entry.get("since"), "abandonedTime": entry.get("abandonedTime"),
+            "lastError": entry.get("lastError")}
 
 
 def _table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> Table:
@@ -95,6 +108,16 @@ def status(data_dir: Path, as_json: bool) -> None:
                 else "this data dir")
         con.print(f"master key: {key['keyID']} ({key['keyManagementType']}, held by {held}, "
                   f"created {key['keyCreatedTime']})")
+    for old in enc["pendingDecommission"]:
+        error = old["lastError"] or {}
+        con.print(f"[bold]old master key not yet destroyed[/]: {old['keyID']} (provider "
+                  f"{old['keyProviderID']}, since {old['since']}; last error "
+                  f"{error.get('name', '?')}: {error.get('message', '')}); retried in the "
+                  "background")
+    for old in enc["abandonedKeys"]:
+        con.print(f"old master key given up on: {old['keyID']} (provider "
+                  f"{old['keyProviderID']}, key server's ID {old['kmipUID']}, at "
+                  f"{old['abandonedTime']}): destroy it on its key server by hand")
     if enc["rekey"] is not None:
         rk = enc["rekey"]
         con.print(f"[bold]rekey in progress[/]: async handle {rk['asyncHandle']}, phase "
