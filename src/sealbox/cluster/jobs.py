@@ -23,6 +23,13 @@ COLL = "asyncresults"
 log = logging.getLogger("sealbox.jobs")
 
 
+class JobStopped(Exception):
+    """Raised by a handler when sealbox stops while the job waits (for the drives to unlock,
+    for a key server to come back): the job is not finished, so it stays ``running`` and
+    resumes at the next start. Ending it with an error instead would leave its work half done
+    with nothing to carry it on."""
+
+
 class JobContext:
     """What a running handler sees: its parameters and a way to record progress."""
 
@@ -44,7 +51,8 @@ class JobContext:
 
 class JobHandler(Protocol):
     def __call__(self, ctx: JobContext) -> Doc:
-        """Do (or finish) the work; return the result object or raise SealboxError."""
+        """Do (or finish) the work; return the result object or raise SealboxError (the job
+        ends with that error) or :class:`JobStopped` (it stays running)."""
         ...
 
 
@@ -93,6 +101,12 @@ class JobService:
         ctx = JobContext(self._store, job_id, doc["params"], dict(doc.get("details", {})))
         try:
             outcome: Doc = {"result": handler(ctx)}
+        except JobStopped as e:
+            log.info("async job %d stops with sealbox and resumes at the next start: %s",
+                     job_id, e)
+            with self._lock:
+                self._running.pop(job_id, None)
+            return
         except SealboxError as e:
             log.warning("async job %d failed: %s", job_id, e.message)
             outcome = {"error": e.to_element()}

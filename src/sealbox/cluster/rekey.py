@@ -34,7 +34,7 @@ from typing import Any
 from sealbox.cluster import rekey_steps as steps
 from sealbox.cluster.audit import AuditLog
 from sealbox.cluster.faults import FaultService
-from sealbox.cluster.jobs import JobContext, JobService
+from sealbox.cluster.jobs import JobContext, JobService, JobStopped
 from sealbox.cluster.keyservers import KeyServerStore, get_provider
 from sealbox.cluster.keytests import test_endpoints
 from sealbox.cluster.masterkeys import MasterKeys
@@ -154,7 +154,7 @@ class RekeyService:
     def _wait_unlocked(self) -> None:
         while not self._unlocker.unlocked.wait(0.5):
             if self.closing.is_set():
-                raise RekeyInterrupted("sealbox is stopping; the rekey resumes at the next start")
+                raise JobStopped("sealbox is stopping while the rekey waits for the drives")
 
     def _pause(self) -> None:
         if self._step_delay:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from sealbox.cluster.audit import AuditLog
+from sealbox.cluster.jobs import JobStopped
 from sealbox.cluster.keyservers import KeyServerStore
 from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.sear import COLL as SEAR
@@ -58,7 +59,7 @@ def destroy_key(keys: MasterKeys, rec: Doc, audit: AuditLog, who: str) -> None:
 
 def retrying(step: Callable[[], None], what: str, closing: threading.Event) -> None:
     """Run ``step`` until it succeeds: a key server that is down now will be back. If sealbox
-    stops first, the error propagates and the job resumes at the next start."""
+    stops first, :class:`JobStopped`: the job stays running and resumes at the next start."""
     delay = 1.0
     while True:
         try:
@@ -67,7 +68,7 @@ def retrying(step: Callable[[], None], what: str, closing: threading.Event) -> N
         except SealboxError as e:
             log.warning("cannot %s yet: %s", what, e.message)
             if closing.wait(delay):
-                raise
+                raise JobStopped(f"sealbox is stopping; cannot {what} yet: {e.message}") from e
             delay = min(delay * 2, 30.0)
 
 
