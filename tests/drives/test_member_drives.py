@@ -59,3 +59,42 @@ def test_a_pending_nodes_drives_cannot_be_added(tmp_path: Path) -> None:
         assert outsider == dict.fromkeys(OUTSIDER_DRIVES, "available")
     finally:
         proc.stop()
+
+
+def test_add_nodes_makes_a_pending_node_a_member_whose_drives_can_be_added(
+        tmp_path: Path) -> None:
+    proc = SealboxProcess(tmp_path / "data", extra=["--no-create"]).start()
+    try:
+        early = proc.rpc("AddNodes", {"pendingNodes": [OUTSIDER]})["error"]
+        assert early["name"] == "xAPINotPermitted" and "CreateCluster" in early["message"]
+        sf = proc.element()
+        sf.create_cluster(mvip="127.0.0.1", svip="127.0.0.1", username="admin",
+                          password=proc.password, accept_eula=True,
+                          nodes=["127.0.1.1", "127.0.1.2", "127.0.1.3"])
+        for params, name in [({"pendingNodes": [99]}, "xNodeIDDoesNotExist"),
+                             ({"pendingNodes": [1]}, "xAPINotPermitted"),
+                             ({"pendingNodes": [OUTSIDER, 99]}, "xNodeIDDoesNotExist"),
+                             ({"pendingNodes": []}, "xInvalidParameter"),
+                             ({"pendingNodes": [OUTSIDER, OUTSIDER]}, "xInvalidParameter")]:
+            assert proc.rpc("AddNodes", params)["error"]["name"] == name, params
+        # nothing changed by the refusals
+        assert [n.pending_node_id for n in sf.list_all_nodes().pending_nodes] == [OUTSIDER]
+
+        added = sf.add_nodes([OUTSIDER]).nodes
+        assert [(n.pending_node_id, n.node_id) for n in added] == [(OUTSIDER, OUTSIDER)]
+        wait_job(proc, added[0].async_handle)
+        assert [n.node_id for n in sf.list_active_nodes().nodes] == [1, 2, 3, OUTSIDER]
+        assert sf.list_all_nodes().pending_nodes == []
+        assert len(sf.get_cluster_info().cluster_info.ensemble) == 4
+        mine = [d for d in sf.list_drives().drives if d.node_id == OUTSIDER]
+        assert sorted(d.drive_id for d in mine) == OUTSIDER_DRIVES
+        assert {d.status for d in mine} == {"available"}
+        handle = sf.add_drives([NewDrive(drive_id=d.drive_id)
+                                for d in sf.list_drives().drives]).async_handle
+        wait_job(proc, handle)
+        assert {d.status for d in sf.list_drives().drives} == {"active"}
+        assert len(sf.list_drives().drives) == 12
+        again = proc.rpc("AddNodes", {"pendingNodes": [OUTSIDER]})["error"]
+        assert again["name"] == "xAPINotPermitted" and "already a member" in again["message"]
+    finally:
+        proc.stop()

@@ -23,6 +23,7 @@ from sealbox.cluster.keyservers import KeyServerStore, Timeouts
 from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.cluster.monitor import Monitor
+from sealbox.cluster.nodes import NodeService
 from sealbox.cluster.rekey import RekeyService
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.storage import StorageService
@@ -55,6 +56,7 @@ class Cluster:
         self.admins = AdminService(store)
         self.audit = AuditLog(store)
         self.topology = Topology(store)
+        self.nodes = NodeService(store, self.jobs)
         self.drives = DriveService(store, self.jobs, self.faults)
         self.trust = TrustService(store, settings.data_dir / "keys", settings.client_key_type)
         self.keyservers = KeyServerStore(
