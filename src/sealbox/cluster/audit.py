@@ -39,3 +39,8 @@ class AuditLog:
     def entries(self) -> list[Doc]:
         with self._store.read() as txn:
             return [d for _, d in txn.list(COLL)]
+
+    def numbered(self) -> list[tuple[int, Doc]]:
+        """Every entry with its number (ListEvents' eventID), oldest first."""
+        with self._store.read() as txn:
+            return sorted(txn.list(COLL), key=lambda item: item[0])

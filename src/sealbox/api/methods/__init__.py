@@ -7,6 +7,7 @@ from sealbox.api.methods import (  # noqa: F401
     cluster,
     drives,
     encryption,
+    events,
     faults,
     keyproviders,
     keyservers,

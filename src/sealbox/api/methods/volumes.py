@@ -92,6 +92,16 @@ def list_active_volumes(ctx: CallContext, params: Params) -> Result:
     return _listing(ctx, ("active",), params)
 
 
+@method("ListVolumesForAccount", ID("accountID"), ID("startVolumeID", required=False),
+        P("limit", "int", minimum=1, maximum=100_000), P("includeVirtualVolumes", "bool"),
+        category="volumes")
+def list_volumes_for_account(ctx: CallContext, params: Params) -> Result:
+    """The account's active and deleted (not yet purged) volumes, as Element lists them."""
+    with ctx.cluster.store.read() as txn:
+        get_account(txn, params["accountID"])  # an unknown account is an error, not []
+    return _listing(ctx, ("active", "deleted"), {**params, "accounts": [params["accountID"]]})
+
+
 @method("ListDeletedVolumes", category="volumes")
 def list_deleted_volumes(ctx: CallContext, params: Params) -> Result:
     return _listing(ctx, ("deleted",), params)
