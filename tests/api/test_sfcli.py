@@ -172,6 +172,15 @@ def test_clusteradmin_list_shows_the_admin(sealbox: SealboxProcess, cli_env: Env
     assert sealbox.password not in json.dumps(admins)
 
 
+def test_cluster_listevents_shows_the_audit_log(sealbox: SealboxProcess, cli_env: Env) -> None:
+    sealbox.rpc("AddAccount", {"username": "sfcli-events"})
+    events = result_of(sealbox, cli_env, "cluster", "listevents")["events"]
+    assert events[-1]["message"].startswith("AddAccount by admin: success")
+    assert events == sealbox.rpc("ListEvents")["result"]["events"]
+    parsed = sfcli(sealbox, cli_env, "cluster", "listevents", raw_json=False)
+    assert parsed.returncode == 0 and "AddAccount by admin" in parsed.stdout, parsed.stderr
+
+
 def test_async_listresults_matches_the_api(sealbox: SealboxProcess, cli_env: Env) -> None:
     handles = result_of(sealbox, cli_env, "async", "listresults")["asyncHandles"]
     assert isinstance(handles, list)
