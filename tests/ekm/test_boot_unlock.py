@@ -58,7 +58,10 @@ def test_boot_with_key_server_down_then_recovery(
     assert fault["resolvedDate"] == ""
     assert f"key provider {external['pid']}" in fault["details"]
     assert "refused" in fault["details"].lower() and "127.0.0.1" in fault["details"]
-    assert "locked" in _nbd_refused(cluster, "locked")
+    refused = _nbd_refused(cluster, "locked")
+    assert "locked" in refused and "xKmipConnectionRefused" in refused
+    told = refused.split("server reported:", 1)[1]  # what sealbox sent the client
+    assert "ListClusterFaults" in told and "127.0.0.1" not in told  # NBD has no auth
     # The API keeps answering, so the admin can look and fix the configuration.
     info = cluster.rpc("GetSoftwareEncryptionAtRestInfo")["result"]
     assert info["masterKeyInfo"]["keyManagementType"] == "external"

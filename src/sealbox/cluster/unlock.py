@@ -177,8 +177,11 @@ class Unlocker:
             f"{error.message} The drives stay locked and volumes are not served; the cluster "
             "retries by itself and unlocks as soon as the key server answers with the key."
         )
+        # What NBD clients are told: NBD has no authentication, so the provider and the kind
+        # of failure, never key server addresses (the fault, for admins, has those).
         self._storage.unavailable_reason = (
-            f"drives are locked: the master key is unavailable from key provider {provider_id}"
+            f"drives are locked: the master key is unavailable from key provider {provider_id} "
+            f"({provider['name']}): {error.element_name}; see ListClusterFaults"
         )
         self._faults.raise_fault(Fault(
             CODE, Severity.ERROR, FaultType.CLUSTER, details, subject=SUBJECT,
