@@ -30,9 +30,20 @@ def test_password_hashes_are_salted_and_verify() -> None:
 
 def test_verified_cache() -> None:
     cache = VerifiedCache()
-    assert not cache.check("admin", Secret(b"pw"))
-    cache.remember("admin", Secret(b"pw"))
-    assert cache.check("admin", Secret(b"pw"))
-    assert not cache.check("admin", Secret(b"pw2"))
+    assert not cache.check("admin", "hash-1", Secret(b"pw"))
+    cache.remember("admin", "hash-1", Secret(b"pw"))
+    assert cache.check("admin", "hash-1", Secret(b"pw"))
+    assert not cache.check("admin", "hash-1", Secret(b"pw2"))
     cache.clear()
-    assert not cache.check("admin", Secret(b"pw"))
+    assert not cache.check("admin", "hash-1", Secret(b"pw"))
+
+
+def test_a_password_remembered_late_does_not_outlive_its_hash() -> None:
+    """A login that verified the old password against the old hash, racing with a password
+    change, remembers it only after the change cleared the cache: it must not match once the
+    stored hash is the new one."""
+    cache = VerifiedCache()
+    cache.clear()  # the change commits and clears
+    cache.remember("admin", "old-hash", Secret(b"old-pw"))  # the slow login finishes
+    assert not cache.check("admin", "new-hash", Secret(b"old-pw"))
+    assert cache.check("admin", "old-hash", Secret(b"old-pw"))  # only the old hash matches

@@ -172,10 +172,10 @@ class AdminService:
             verify_password(password, _dummy_hash())
             return None
         doc = found[0]
-        if not self._cache.check(username, password):
+        if not self._cache.check(username, doc["_hash"], password):
             if not verify_password(password, doc["_hash"]):
                 return None
-            self._cache.remember(username, password)
+            self._cache.remember(username, doc["_hash"], password)
         return Principal(username, frozenset(doc["access"]))
 
 

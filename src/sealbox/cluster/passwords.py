@@ -3,7 +3,9 @@
 scrypt is deliberately slow (tens of milliseconds), which would make every API call slow, since
 HTTP Basic auth sends the password with each request. :class:`VerifiedCache` remembers, in memory
 only, a keyed digest of each password that verified, under a random key made at start, so a
-repeat call costs one HMAC; any change to the admins clears it.
+repeat call costs one HMAC; any change to the admins clears it, and an entry holds only for the
+stored hash it verified against (a login racing with a password change cannot bring the old
+password back).
 """
 
 from __future__ import annotations
@@ -51,18 +53,24 @@ class VerifiedCache:
         self._seen: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def _tag(self, username: str, password: Secret) -> bytes:
+    def _tag(self, username: str, stored: str, password: Secret) -> bytes:
+        # Bound to the stored hash too: a check that verified against a hash a concurrent
+        # password change has since replaced can only remember a tag nothing matches any more
+        # (clearing the cache alone would race with it: scrypt takes tens of milliseconds).
         return hmac.new(
-            self._key, username.encode() + b"\0" + password.reveal(), hashlib.sha256
+            self._key, b"\0".join((username.encode(), stored.encode(), password.reveal())),
+            hashlib.sha256,
         ).digest()
 
-    def check(self, username: str, password: Secret) -> bool:
+    def check(self, username: str, stored: str, password: Secret) -> bool:
+        """Whether ``password`` verified for ``username`` while its hash was ``stored``."""
         with self._lock:
             known = self._seen.get(username)
-        return known is not None and hmac.compare_digest(known, self._tag(username, password))
+        return known is not None and hmac.compare_digest(
+            known, self._tag(username, stored, password))
 
-    def remember(self, username: str, password: Secret) -> None:
-        tag = self._tag(username, password)
+    def remember(self, username: str, stored: str, password: Secret) -> None:
+        tag = self._tag(username, stored, password)
         with self._lock:
             self._seen[username] = tag
 
