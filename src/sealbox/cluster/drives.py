@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Protocol
 from sealbox.cluster import drive_removal
 from sealbox.cluster.faults import Fault, FaultService, FaultType, Severity
 from sealbox.cluster.jobs import COLL as JOBS
-from sealbox.cluster.jobs import JobContext, JobService
+from sealbox.cluster.jobs import JobContext, JobService, JobStopped
 from sealbox.cluster.topology import DRIVES, NODES, DriveRole, DriveStatus, NodeState
 from sealbox.errors import (
     DriveNotFound,
@@ -102,6 +103,12 @@ class DriveService:
         # Test-only: a pause after each batch a removal moves, so crash tests can kill it
         # midway (never set in production).
         self._test_removal_delay = float(os.environ.get("SEALBOX_TEST_REMOVAL_STEP_DELAY", "0"))
+        # Set once the drives are unlocked (the cluster wires the unlocker's event): a removal
+        # resumed at start waits for it, as a rekey does. Without the engine it could not tell
+        # a drive it had fully drained before a crash from one it had not, and would put a
+        # drained drive back in service. ``closing`` ends the wait when sealbox stops.
+        self.unlocked: threading.Event | None = None
+        self.closing = threading.Event()
         jobs.register(DRIVE_ADD, self._run_add)
         jobs.register(DRIVE_REMOVAL, self._run_remove)
         jobs.register(DRIVE_ERASE, self._run_erase)
@@ -165,6 +172,7 @@ class DriveService:
         restart in between finishes the roll-back and reports the same error, rather than
         resuming a removal the client was told nothing about."""
         ids: list[int] = ctx.params["driveIDs"]
+        self._wait_unlocked()
         failure: Doc | None = ctx.details.get("failure")
         if failure is not None:
             self._put_back(ids)
@@ -179,6 +187,11 @@ class DriveService:
             raise
         self.refresh_available_fault()
         return {"drives": self._outcome(ids)}
+
+    def _wait_unlocked(self) -> None:
+        while self.unlocked is not None and not self.unlocked.wait(0.5):
+            if self.closing.is_set():
+                raise JobStopped("sealbox is stopping while the removal waits for the drives")
 
     def _drain_all(self, ctx: JobContext, ids: list[int]) -> None:
         for n, drive_id in enumerate(ids):

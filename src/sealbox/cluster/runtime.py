@@ -72,6 +72,7 @@ class Cluster:
         self.volumes = VolumeService(store, self.storage)
         self.unlocker = Unlocker(store, self.sear, self.keys, self.storage, self.volumes,
                                  self.faults, settings.unlock_retry_max)
+        self.drives.unlocked = self.unlocker.unlocked
         self.boot_id = uuid.uuid4().hex
         self.rekey = RekeyService(store, self.sear, self.keys, self.keyservers, self.storage,
                                   self.jobs, self.audit, self.unlocker, self.boot_id,
@@ -153,6 +154,7 @@ class Cluster:
     def close(self) -> None:
         self.monitor.stop()
         self.resync.closing.set()
+        self.drives.closing.set()
         self.key_monitor.stop()
         self.rekey.closing.set()
         self.unlocker.stop()
