@@ -148,6 +148,9 @@ def test_boot_with_the_key_server_down_keeps_drives_locked_then_recovers(
             ["qemu-img", "info", f"nbd://127.0.0.1:{cluster.nbd_port}/sed"],
             capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "locked" in out.stderr
+        told = out.stderr.split("server reported:", 1)[1]  # what sealbox sent the client
+        assert "xAuthenticationKeyUnavailable" in told and "ListClusterFaults" in told
+        assert "127.0.0.1" not in told  # NBD has no authentication: no key server addresses
         assert _state(cluster) == "enabled"  # the API keeps answering
         # Every drive is powered on and waits, locked, for its key.
         assert set(_security(cluster).values()) == {(True, True)}

@@ -140,10 +140,15 @@ class StorageService:
                 self._unlock_powered(todo, outcome)
                 if outcome.unavailable:
                     first = next(iter(outcome.unavailable.values()))
+                    # NBD clients are told this and NBD has no authentication: the error's
+                    # name, not its message (which names key server addresses); the fault
+                    # has the details.
                     self.unavailable_reason = (
                         f"{len(outcome.unavailable)} self-encrypting drives are locked: their "
-                        f"authentication keys are unavailable ({first.message})")
-                    log.warning("storage unavailable: %s", self.unavailable_reason)
+                        f"authentication keys are unavailable ({first.element_name}); see "
+                        "ListClusterFaults")
+                    log.warning("storage unavailable: %s (%s)", self.unavailable_reason,
+                                first.message)
                     return outcome
                 for doc in todo:
                     if doc["driveID"] in outcome.invalid:
@@ -152,7 +157,8 @@ class StorageService:
                     if _header_reads(doc, disk, outcome):
                         self._drives[doc["driveID"]] = (doc, self._open(doc, disk))
             except SealboxError as e:
-                self.unavailable_reason = f"drives are locked: {e.message}"
+                self.unavailable_reason = (
+                    f"drives are locked: {e.element_name}; see ListClusterFaults")
                 log.warning("storage unavailable: %s", e.message)
                 outcome.error = e
                 return outcome
