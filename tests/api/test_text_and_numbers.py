@@ -79,6 +79,9 @@ def test_nan_and_infinity_are_not_json(sealbox: SealboxProcess, account: int) ->
     before = _state(sealbox)
     for body in [
         '{"method": "GetAPI", "params": {}, "id": NaN}',
+        '{"method": "GetAPI", "params": {}, "id": 1e400}',
+        '{"method": "AddAccount", "params": {"username": "t-inf", "attributes": '
+        '{"x": -1e999}}, "id": 1}',
         '{"method": "CreateVolume", "params": {"name": "v-nan", "accountID": ACCOUNT, '
         '"totalSize": 1073741824, "attributes": {"a": Infinity}}, "id": 1}'.replace(
             "ACCOUNT", str(account)),

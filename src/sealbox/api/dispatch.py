@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from sealbox.api.params import validate
@@ -41,10 +42,18 @@ def _no_constant(word: str) -> Any:
     raise ValueError(f"{word} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    """A number too large for a float (``1e400``) would read as infinity: refused the same."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
 def parse_request(body: bytes) -> tuple[Any, str, dict[str, Any]]:
     """``(id, method, params)`` of a request body."""
     try:
-        req = json.loads(body, parse_constant=_no_constant)
+        req = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("The request body is not valid JSON.") from None
     except RecursionError:
