@@ -4,11 +4,16 @@ change returns, no request it forbids is still running (those under way are wait
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from typing import cast
 
 import pytest
 
+from sealbox.cluster.storage import StorageService
 from sealbox.cluster.volume_access import MODES, AccessGate
+from sealbox.cluster.volumes import COLL, VolumeService
 from sealbox.nbd.export import ExportAccessDenied
+from sealbox.store.sqlite import SqliteStore
 from tests.support.proc import wait_until
 
 TIMEOUT = 10.0
@@ -72,3 +77,29 @@ def test_a_stuck_request_bounds_the_wait() -> None:
     finally:
         release.set()
         writer.join(TIMEOUT)
+
+
+def test_one_volume_waiting_on_a_request_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    """VolumeService serialises access changes, but waits for running requests outside that
+    lock: a write stuck on volume 1 delays only volume 1's ModifyVolume."""
+    store = SqliteStore(tmp_path / "config.db")
+    service = VolumeService(store, cast(StorageService, None))  # update() uses the store only
+    with store.write() as txn:
+        for vid in (1, 2):
+            txn.put(COLL, vid, {"volumeID": vid, "status": "active", "access": "readWrite"})
+    gate = service.gates.gate(1, "readWrite")
+    entered, release = threading.Event(), threading.Event()
+    stuck = _hold(gate, True, entered, release)
+    first = threading.Thread(target=lambda: service.update(1, access="readOnly"))
+    first.start()
+    wait_until(lambda: gate.mode is MODES["readOnly"], TIMEOUT, "volume 1's change to apply")
+    other = threading.Thread(target=lambda: service.update(2, access="locked"))
+    other.start()
+    other.join(TIMEOUT)
+    assert not other.is_alive()  # volume 2 changed while volume 1's change still waits
+    assert first.is_alive()
+    release.set()
+    stuck.join(TIMEOUT)
+    first.join(TIMEOUT)
+    assert not first.is_alive()
+    store.close()

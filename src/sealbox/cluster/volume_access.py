@@ -59,7 +59,7 @@ class AccessGate:
         self._mode = MODES[access]
         self._cond = threading.Condition()
         self._running = {False: 0, True: 0}  # requests under way: reads (False), writes (True)
-        self._draining = False
+        self._draining = 0  # changes waiting for requests to end (they want a notify)
 
     @property
     def mode(self) -> AccessMode:
@@ -88,17 +88,27 @@ class AccessGate:
     def change(self, access: str, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Apply ``access`` to every request from now on, then wait for the running requests it
         forbids; False if some were still running after ``timeout`` seconds."""
+        self.apply(access)
+        return self.drain(timeout)
+
+    def apply(self, access: str) -> None:
+        """``access`` for every request from now on (requests already admitted run on)."""
         with self._cond:
-            self._mode = mode = MODES[access]
-            self._draining = True
+            self._mode = MODES[access]
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT) -> bool:
+        """Wait until no running request is one the current access forbids; False if some
+        still were after ``timeout`` seconds."""
+        with self._cond:
+            self._draining += 1
             try:
                 return self._cond.wait_for(
-                    lambda: (mode.writes or not self._running[True])
-                    and (mode.reads or not self._running[False]),
+                    lambda: (self._mode.writes or not self._running[True])
+                    and (self._mode.reads or not self._running[False]),
                     timeout,
                 )
             finally:
-                self._draining = False
+                self._draining -= 1
 
 
 class AccessGates:
@@ -119,6 +129,12 @@ class AccessGates:
     def change(self, volume_id: int, access: str) -> bool:
         """See :meth:`AccessGate.change`."""
         return self.gate(volume_id, access).change(access)
+
+    def apply(self, volume_id: int, access: str) -> AccessGate:
+        """See :meth:`AccessGate.apply`; the gate, to :meth:`AccessGate.drain` on."""
+        gate = self.gate(volume_id, access)
+        gate.apply(access)
+        return gate
 
     def forget(self, volume_id: int) -> None:
         with self._lock:

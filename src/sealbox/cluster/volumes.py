@@ -165,15 +165,20 @@ class VolumeService:
         return self.update(vid, status="active")
 
     def update(self, vid: int, **changes: object) -> Doc:
-        """Record ``changes``; a new ``access`` is in force on NBD when this returns."""
-        with self._access_lock:
+        """Record ``changes``; a new ``access`` is in force on NBD when this returns: no
+        request it forbids is admitted any more, and those already running have ended (or
+        are stuck: a warning after DRAIN_TIMEOUT seconds, then this returns anyway)."""
+        with self._access_lock:  # the gates take the accesses in the order the store did
             with self._store.write() as txn:
                 doc = get_volume(txn, vid, status=None)
                 doc.update(changes)
                 txn.put(COLL, vid, doc)
-            if "access" in changes and not self.gates.change(vid, doc["access"]):
-                log.warning("volume %d: access is now %s, but requests it forbids were still "
-                            "running after %.0f s", vid, doc["access"], DRAIN_TIMEOUT)
+            gate = self.gates.apply(vid, doc["access"]) if "access" in changes else None
+        # The wait is outside the lock: one volume's stuck request holds up only its own
+        # ModifyVolume, not every volume update of the cluster.
+        if gate is not None and not gate.drain():
+            log.warning("volume %d: access is now %s, but requests it forbids were still "
+                        "running after %.0f s", vid, doc["access"], DRAIN_TIMEOUT)
         return doc
 
     def grow(self, vid: int, size: int) -> Doc:
