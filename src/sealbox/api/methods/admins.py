@@ -8,6 +8,7 @@ from sealbox.api.registry import CallContext, Params, Result, method
 from sealbox.cluster.admins import COLL
 from sealbox.cluster.formation import require_cluster
 from sealbox.errors import InvalidParameter, NotPermitted
+from sealbox.store.base import Txn
 
 
 @method(
@@ -49,9 +50,7 @@ def modify_cluster_admin(ctx: CallContext, params: Params) -> Result:
     c = ctx.cluster
     with c.store.write() as txn:
         require_cluster(txn)
-        target = txn.get(COLL, params["clusterAdminID"])
-        if target is not None:
-            _check_grant(ctx, target["access"])
+        _check_target(ctx, txn, params["clusterAdminID"])
         if params["access"] is not None:
             _check_grant(ctx, params["access"])
         c.admins.modify(txn, params["clusterAdminID"], params["password"], params["access"],
@@ -68,9 +67,7 @@ def remove_cluster_admin(ctx: CallContext, params: Params) -> Result:
     c = ctx.cluster
     with c.store.write() as txn:
         require_cluster(txn)
-        target = txn.get(COLL, params["clusterAdminID"])
-        if target is not None:
-            _check_grant(ctx, target["access"])
+        _check_target(ctx, txn, params["clusterAdminID"])
         c.admins.remove(txn, params["clusterAdminID"])
     return {}
 
@@ -81,6 +78,13 @@ def get_current_cluster_admin(ctx: CallContext, params: Params) -> Result:
     if found is None:  # removed by another admin since this call was authenticated
         raise NotPermitted("The calling cluster admin no longer exists.")
     return {"clusterAdmin": found}
+
+
+def _check_target(ctx: CallContext, txn: Txn, admin_id: int) -> None:
+    """The caller may change the admin ``admin_id`` (an unknown one is the service's error)."""
+    target = txn.get(COLL, admin_id)
+    if target is not None:
+        _check_grant(ctx, target["access"])
 
 
 def _check_grant(ctx: CallContext, access: list[str]) -> None:
