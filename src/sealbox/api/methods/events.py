@@ -25,8 +25,8 @@ DEFAULT_MAX = 1000
     P("maxEvents", "int", minimum=1, maximum=100_000),
     ID("startEventID", required=False), ID("endEventID", required=False),
     P("eventType", "str", choices=EVENT_TYPES),
-    P("serviceID", "int", minimum=0), P("nodeID", "int", minimum=0),
-    P("driveID", "int", minimum=0),
+    ID("serviceID", required=False), ID("nodeID", required=False),
+    ID("driveID", required=False),
     P("startReportTime", "str", max_len=64), P("endReportTime", "str", max_len=64),
     P("startPublishTime", "str", max_len=64), P("endPublishTime", "str", max_len=64),
     category="reporting",
@@ -45,8 +45,8 @@ def list_events(ctx: CallContext, params: Params) -> Result:
         event = _event(event_id, entry)
         if params["eventType"] not in (None, event["eventInfoType"]):
             continue
-        if any(params[k] not in (None, 0) for k in ("serviceID", "nodeID", "driveID")):
-            continue  # every event is the whole cluster's
+        if any(params[k] is not None for k in ("serviceID", "nodeID", "driveID")):
+            continue  # every event is the whole cluster's (its IDs are 0)
         events.append(event)
     limit = params["maxEvents"] or DEFAULT_MAX
     return {"eventQueueType": "", "events": events[-limit:]}
