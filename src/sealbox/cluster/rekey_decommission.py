@@ -37,6 +37,7 @@ worst-case attempts.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +83,10 @@ class Decommissioner:
         self._faults, self._audit, self._closing = faults, audit, closing
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Test-only: the first wait in seconds (the others scale with it), so that tests of a
+        # key server that is down do not spend a minute in backoff; never set in production.
+        self._first = float(os.environ.get("SEALBOX_TEST_DECOMMISSION_FIRST_WAIT", FIRST_WAIT))
+        self._max = RETRY_MAX * self._first / FIRST_WAIT
 
     # --- inside the rekey job -------------------------------------------------------------
     def in_job(self, old: Doc, job_id: int, who: str,
@@ -89,7 +94,7 @@ class Decommissioner:
         """Try to destroy ``old`` up to :data:`JOB_ATTEMPTS` times, raising the fault and
         ``report``-ing the reason after each failure. None once destroyed; otherwise the last
         failure, for :meth:`defer`. Returns at once (with the failure) if sealbox is stopping."""
-        wait, attempt = FIRST_WAIT, 0
+        wait, attempt = self._first, 0
         while True:
             attempt += 1
             error = self._attempt(old, who)
@@ -131,7 +136,7 @@ class Decommissioner:
 
     def continue_in_background(self) -> None:
         """After the job gave up: the background goes on where the job's backoff stopped."""
-        self.kick(FIRST_WAIT * 2 ** (JOB_ATTEMPTS - 1))
+        self.kick(self._first * 2 ** (JOB_ATTEMPTS - 1))
 
     def kick(self, first_wait: float) -> None:
         with self._lock:
@@ -152,7 +157,7 @@ class Decommissioner:
                     if self._closing.is_set():
                         return
                     self._retry(key_id, entry)
-                wait = min(max(wait, FIRST_WAIT) * 2, RETRY_MAX)
+                wait = min(max(wait, self._first) * 2, self._max)
         except Exception:
             # The records are durable: the next start retries them.
             if not self._closing.is_set():
