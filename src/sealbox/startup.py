@@ -16,15 +16,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import secrets as pysecrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from sealbox import files
 from sealbox.cluster import formation, topology, unlock
+from sealbox.cluster.passwords import new_password
 from sealbox.cluster.runtime import Cluster, FirstStart
 from sealbox.cluster.topology import NodeState
-from sealbox.secrets import Secret
 
 log = logging.getLogger("sealbox")
 
@@ -112,7 +111,7 @@ def _issue_password_again(cluster: Cluster) -> FirstStart:
     generated = None
     password = settings.admin_password
     if password is None:
-        generated = password = Secret.from_text(pysecrets.token_urlsafe(18))
+        generated = password = new_password()
     with cluster.store.write() as txn:
         cluster.admins.reset_password(txn, None, password)
     cluster.audit.record("local:sealbox-up", "ResetClusterAdminPassword", ["password"],

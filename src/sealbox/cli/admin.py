@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import secrets as pysecrets
 from pathlib import Path
 
 import click
 
 from sealbox.cluster.admins import AdminService
 from sealbox.cluster.audit import AuditLog
+from sealbox.cluster.passwords import new_password
 from sealbox.daemon import AlreadyRunning, acquire_lock
 from sealbox.errors import InvalidParameter, NotFound, NotPermitted
 from sealbox.secrets import Secret
@@ -53,7 +53,7 @@ def reset_password(data_dir: Path, username: str | None, password: str | None) -
             f"sealbox is running on {data_dir}: stop it first, or change the password over the "
             "API with ModifyClusterAdmin") from None
     generated = password is None
-    new = Secret.from_text(pysecrets.token_urlsafe(18) if password is None else password)
+    new = new_password() if password is None else Secret.from_text(password)
     store = SqliteStore(db)
     try:
         with store.write() as txn:

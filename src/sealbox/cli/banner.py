@@ -8,12 +8,12 @@ cluster rather than asking for its info.
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 import sys
 
 import click
 
+from sealbox.cluster.runtime import cluster_address
 from sealbox.config import Settings
 from sealbox.startup import Started
 
@@ -74,7 +74,7 @@ def _refused(started: Started) -> list[str]:
 def _pending(started: Started, settings: Settings) -> list[str]:
     """Before CreateCluster: no admin and no password exist yet, and no volume can."""
     nodes = list(started.pending_nodes)
-    mvip = _mvip(settings.host)
+    mvip = cluster_address(settings.host)  # as the first start would form it
     return [
         f"  cluster:    not created yet: {len(nodes)} nodes pending ({', '.join(nodes)}), "
         "waiting for CreateCluster",
@@ -94,11 +94,3 @@ def _pending(started: Started, settings: Settings) -> list[str]:
 def _python(code: str) -> str:
     return f'{shlex.quote(sys.executable)} -c "{_FACTORY}{code}"'
 
-
-def _mvip(host: str) -> str:
-    """CreateCluster wants an IP address; sealbox forms the cluster the same way at start."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return "127.0.0.1"
-    return host

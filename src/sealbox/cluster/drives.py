@@ -37,7 +37,7 @@ from typing import Protocol
 from sealbox.cluster import drive_removal
 from sealbox.cluster.faults import Fault, FaultService, FaultType, Severity
 from sealbox.cluster.jobs import COLL as JOBS
-from sealbox.cluster.jobs import JobContext, JobService, JobStopped
+from sealbox.cluster.jobs import JobContext, JobService, wait_or_stop
 from sealbox.cluster.topology import DRIVES, NODES, DriveRole, DriveStatus, NodeState
 from sealbox.errors import (
     DriveNotFound,
@@ -172,7 +172,8 @@ class DriveService:
         restart in between finishes the roll-back and reports the same error, rather than
         resuming a removal the client was told nothing about."""
         ids: list[int] = ctx.params["driveIDs"]
-        self._wait_unlocked()
+        if self.unlocked is not None:
+            wait_or_stop(self.unlocked, self.closing, "the removal waits for the drives")
         failure: Doc | None = ctx.details.get("failure")
         if failure is not None:
             self._put_back(ids)
@@ -187,11 +188,6 @@ class DriveService:
             raise
         self.refresh_available_fault()
         return {"drives": self._outcome(ids)}
-
-    def _wait_unlocked(self) -> None:
-        while self.unlocked is not None and not self.unlocked.wait(0.5):
-            if self.closing.is_set():
-                raise JobStopped("sealbox is stopping while the removal waits for the drives")
 
     def _drain_all(self, ctx: JobContext, ids: list[int]) -> None:
         for n, drive_id in enumerate(ids):

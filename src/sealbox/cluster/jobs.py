@@ -30,6 +30,14 @@ class JobStopped(Exception):
     with nothing to carry it on."""
 
 
+def wait_or_stop(ready: threading.Event, closing: threading.Event, what: str) -> None:
+    """In a job: wait until ``ready`` is set; :class:`JobStopped` if ``closing`` is set first
+    (``what`` says what the job waits for, in the log)."""
+    while not ready.wait(0.5):
+        if closing.is_set():
+            raise JobStopped(f"sealbox is stopping while {what}")
+
+
 class JobContext:
     """What a running handler sees: its parameters and a way to record progress."""
 

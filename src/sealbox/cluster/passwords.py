@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import secrets
 import threading
 
 from sealbox.secrets import Secret
@@ -25,6 +26,12 @@ _LEN = 32
 
 def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=_LEN, maxmem=64 << 20)
+
+
+def new_password() -> Secret:
+    """A password generated for an admin (first start, a reset): 144 random bits, URL-safe
+    text that survives a terminal copy and a shell."""
+    return Secret.from_text(secrets.token_urlsafe(18))
 
 
 def hash_password(password: Secret) -> str:

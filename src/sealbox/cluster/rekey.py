@@ -34,7 +34,7 @@ from typing import Any
 from sealbox.cluster import rekey_steps as steps
 from sealbox.cluster.audit import AuditLog
 from sealbox.cluster.faults import FaultService
-from sealbox.cluster.jobs import JobContext, JobService, JobStopped
+from sealbox.cluster.jobs import JobContext, JobService, wait_or_stop
 from sealbox.cluster.keyservers import KeyServerStore, get_provider
 from sealbox.cluster.keytests import test_endpoints
 from sealbox.cluster.masterkeys import MasterKeys
@@ -123,7 +123,7 @@ class RekeyService:
         rk = self._rekey()
         if rk is None or rk["jobID"] != ctx.job_id:
             raise RekeyInterrupted("This rekey job no longer has a record; nothing was changed.")
-        self._wait_unlocked()
+        wait_or_stop(self._unlocker.unlocked, self.closing, "the rekey waits for the drives")
         if rk["boot"] != self._boot and rk["phase"] in ("recorded", "created", "staged"):
             self._rollback(ctx, rk)
             raise RekeyInterrupted(
@@ -150,11 +150,6 @@ class RekeyService:
             doc = txn.get(SEAR, 0) or {}
         rk: Doc | None = doc.get("rekey")
         return rk
-
-    def _wait_unlocked(self) -> None:
-        while not self._unlocker.unlocked.wait(0.5):
-            if self.closing.is_set():
-                raise JobStopped("sealbox is stopping while the rekey waits for the drives")
 
     def _pause(self) -> None:
         if self._step_delay:

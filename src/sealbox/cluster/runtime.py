@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from sealbox.cluster.masterkeys import MasterKeys
 from sealbox.cluster.mirror_record import MirrorRecord
 from sealbox.cluster.monitor import Monitor
 from sealbox.cluster.nodes import NodeService
+from sealbox.cluster.passwords import new_password
 from sealbox.cluster.rekey import RekeyService
 from sealbox.cluster.sear import SearService
 from sealbox.cluster.storage import StorageService
@@ -124,9 +124,9 @@ class Cluster:
             generated = None
             password = s.admin_password
             if password is None:
-                generated = password = Secret.from_text(pysecrets.token_urlsafe(18))
+                generated = password = new_password()
             nodes = [n["address"] for _, n in txn.list(topology.NODES)]
-            addr = _address(s.host)
+            addr = cluster_address(s.host)
             formation.create_cluster(txn, self.admins, formation.ClusterSpec(
                 mvip=addr, svip=addr, username=s.admin_user, password=password,
                 nodes=nodes, software_encryption=s.software_encryption,
@@ -164,7 +164,9 @@ class Cluster:
         self.store.close()
 
 
-def _address(host: str) -> str:
+def cluster_address(host: str) -> str:
+    """The MVIP/SVIP the first start forms the cluster with: CreateCluster wants an IP
+    address, so a host name (``localhost``) becomes 127.0.0.1."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
