@@ -10,12 +10,11 @@ import shlex
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sealbox.kms.testing import RunningKms, launch_kms
+from sealbox.kms.testing import RunningKms
 from tests.ekm.rekey_support import provider, rekey, trust
 from tests.support.proc import SealboxProcess
 
@@ -192,22 +191,16 @@ def test_no_create_banner_waits_for_create_cluster_and_its_try_line_forms_it(
         proc.stop()
 
 
-@pytest.fixture
-def kms(tmp_path: Path) -> Iterator[RunningKms]:
-    server = launch_kms(tmp_path / "kms")
-    yield server
-    server.stop()
 
-
-def test_banner_says_volumes_wait_for_the_key_server(tmp_path: Path, kms: RunningKms) -> None:
+def test_banner_says_volumes_wait_for_the_key_server(tmp_path: Path, own_kms: RunningKms) -> None:
     proc = SealboxProcess(tmp_path / "data", nodes=2, extra=[
         "--drives-per-node", "2", "--unlock-retry-max", "1", "--kmip-timeout", "2"]).start()
     try:
         sf = proc.element()
-        pid = provider(sf, kms, trust(sf, kms), "banner")
+        pid = provider(sf, own_kms, trust(sf, own_kms), "banner")
         rekey(proc, {"keyManagementType": "External", "keyProviderID": pid})
         assert "locked:" not in "".join(proc.output)
-        kms.stop()
+        own_kms.stop()
         proc.restart()
         locked = _banner_line(proc.output, "locked:")
         assert "volumes are refused until the key server answers" in locked

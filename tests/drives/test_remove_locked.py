@@ -6,25 +6,16 @@ A real sealbox process, a real PyKMIP key server over mutual TLS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from sealbox.kms.testing import RunningKms, launch_kms
+from sealbox.kms.testing import RunningKms
 from tests.drives.helpers import MIB, drive, open_fault, read_back, wait_job, write_random
 from tests.ekm.rekey_support import provider, rekey, trust
 from tests.support.proc import SealboxProcess, wait_until
 
 BLOCK = 2  # node 1's block drive (3 nodes x 2 drives: slice 1, 3, 5; block 2, 4, 6)
 
-
-@pytest.fixture
-def kms(tmp_path: Path) -> Iterator[RunningKms]:
-    server = launch_kms(tmp_path / "kms")
-    yield server
-    server.stop()
 
 
 def _removal(cluster: SealboxProcess) -> dict[str, Any]:
@@ -33,13 +24,13 @@ def _removal(cluster: SealboxProcess) -> dict[str, Any]:
     return job
 
 
-def test_a_resumed_removal_waits_for_the_key_server(tmp_path: Path, kms: RunningKms) -> None:
+def test_a_resumed_removal_waits_for_the_key_server(tmp_path: Path, own_kms: RunningKms) -> None:
     cluster = SealboxProcess(tmp_path / "data", drive_size="128MiB", nodes=3,
                              extra=["--drives-per-node", "2", "--unlock-retry-max", "1"],
                              env={"SEALBOX_TEST_REMOVAL_STEP_DELAY": "2.0"}).start()
     try:
         sf = cluster.element()
-        pid = provider(sf, kms, trust(sf, kms), "removal")
+        pid = provider(sf, own_kms, trust(sf, own_kms), "removal")
         rekey(cluster, {"keyManagementType": "External", "keyProviderID": pid})
         account = sf.add_account(username="rl").account_id
         sf.create_volume(name="rl", account_id=account, total_size=96 * MIB)
@@ -50,7 +41,7 @@ def test_a_resumed_removal_waits_for_the_key_server(tmp_path: Path, kms: Running
                    "the removal to move chunks")
         cluster.kill()
 
-        kms.stop()
+        own_kms.stop()
         cluster.start()
         # the first unlock attempt has failed: the drives are locked
         wait_until(lambda: open_fault(cluster, "kmipServerFault", "Cannot unlock"), 30,
@@ -59,7 +50,7 @@ def test_a_resumed_removal_waits_for_the_key_server(tmp_path: Path, kms: Running
         assert not job["completed"], job
         assert drive(cluster, BLOCK)["status"] == "removing"
 
-        kms.start()
+        own_kms.start()
         done = wait_job(cluster, handle, timeout=120)
         assert "error" not in done, done
         assert drive(cluster, BLOCK)["status"] == "available"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from sealbox.kms.testing import RunningKms, launch_kms
+from sealbox.kms.testing import RunningKms
 from tests.ekm.rekey_support import kms_client, provider, read_volume, rekey, trust, write_volume
 from tests.support.contract import assert_complete
 from tests.support.proc import SealboxProcess, wait_until
@@ -43,13 +43,6 @@ def _status(cluster: SealboxProcess) -> dict[str, Any]:
     return status
 
 
-@pytest.fixture
-def kms(tmp_path: Path) -> Iterator[RunningKms]:
-    """This test's own key server: the tests stop and start it."""
-    server = launch_kms(tmp_path / "kms")
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[SealboxProcess]:
@@ -62,12 +55,12 @@ def cluster(tmp_path: Path) -> Iterator[SealboxProcess]:
 
 
 @pytest.fixture
-def on_old_server(cluster: SealboxProcess, kms: RunningKms,
+def on_old_server(cluster: SealboxProcess, own_kms: RunningKms,
                   tmp_path: Path) -> dict[str, Any]:
     """The cluster's master key on the key server (provider "old"), with data written under it."""
     sf = cluster.element()
-    cert = trust(sf, kms, "sealbox-old-server")
-    pid = provider(sf, kms, cert, "old")
+    cert = trust(sf, own_kms, "sealbox-old-server")
+    pid = provider(sf, own_kms, cert, "old")
     rekey(cluster, {"keyManagementType": "External", "keyProviderID": pid})
     old = _info(cluster)["masterKeyInfo"]
     assert old["keyProviderID"] == pid
@@ -150,10 +143,10 @@ def _resolved(cluster: SealboxProcess, key_id: str) -> dict[str, Any]:
 
 
 def test_rekey_to_internal_with_the_old_key_server_down(
-        cluster: SealboxProcess, kms: RunningKms, on_old_server: dict[str, Any],
+        cluster: SealboxProcess, own_kms: RunningKms, on_old_server: dict[str, Any],
         tmp_path: Path) -> None:
     old, pid, cert = on_old_server["old"], on_old_server["pid"], on_old_server["cert"]
-    kms.stop()
+    own_kms.stop()
     began = time.monotonic()
     handle = _start_rekey(cluster, {"keyManagementType": "Internal"})
 
@@ -162,11 +155,11 @@ def test_rekey_to_internal_with_the_old_key_server_down(
     details, fault = _failing_decommission(cluster, handle, old["keyID"])
     assert fault["severity"] == "warning" and fault["type"] == "cluster"
     assert old["keyID"] in fault["details"] and f"key provider {pid}" in fault["details"]
-    assert f"127.0.0.1:{kms.port}" in fault["details"] and "refused" in fault["details"]
+    assert f"127.0.0.1:{own_kms.port}" in fault["details"] and "refused" in fault["details"]
     assert fault["data"]["reason"].startswith("xKmip")
     assert details["state"] == "DecommissionOldMasterKey"
     assert details["clusterFaultID"] == fault["clusterFaultID"]
-    assert old["keyID"] in details["reason"] and f"127.0.0.1:{kms.port}" in details["reason"]
+    assert old["keyID"] in details["reason"] and f"127.0.0.1:{own_kms.port}" in details["reason"]
     assert details["decommissionError"]["name"] == fault["data"]["reason"]
     assert details["keyToDecommission"] == {"keyID": old["keyID"],
                                             "keyManagementType": "external",
@@ -212,19 +205,19 @@ def test_rekey_to_internal_with_the_old_key_server_down(
 
     # The old key server comes back: the background retry destroys the old key, resolves the
     # fault, and the provider becomes inactive and deletable.
-    kms.start()
+    own_kms.start()
     _resolved(cluster, old["keyID"])
-    assert _on_key_server(cluster, kms, cert, old["keyID"]) == []
+    assert _on_key_server(cluster, own_kms, cert, old["keyID"]) == []
     assert _active(cluster) == []
     assert cluster.rpc("DeleteKeyProviderKmip", {"keyProviderID": pid})["result"] == {}
     assert read_volume(cluster, "precious", tmp_path) == on_old_server["data"]
 
 
 def test_restart_during_a_failing_decommission_resumes_it(
-        cluster: SealboxProcess, kms: RunningKms, on_old_server: dict[str, Any],
+        cluster: SealboxProcess, own_kms: RunningKms, on_old_server: dict[str, Any],
         tmp_path: Path) -> None:
     old, cert = on_old_server["old"], on_old_server["cert"]
-    kms.stop()
+    own_kms.stop()
     handle = _start_rekey(cluster, {"keyManagementType": "Internal"})
     _details, fault = _failing_decommission(cluster, handle, old["keyID"])
     new = _info(cluster)["masterKeyInfo"]  # committed before the decommission began
@@ -244,17 +237,17 @@ def test_restart_during_a_failing_decommission_resumes_it(
     # A restart while it is pending keeps it: the fault stays, and the retry resumes.
     cluster.restart()
     assert _faults(cluster, "current", old["keyID"])
-    kms.start()
+    own_kms.start()
     _resolved(cluster, old["keyID"])
-    assert _on_key_server(cluster, kms, cert, old["keyID"]) == []
+    assert _on_key_server(cluster, own_kms, cert, old["keyID"]) == []
     assert _info(cluster)["masterKeyInfo"]["keyID"] == new["keyID"]
     assert read_volume(cluster, "precious", tmp_path) == on_old_server["data"]
 
 
 def test_clearing_the_fault_gives_up_on_the_old_key(
-        cluster: SealboxProcess, kms: RunningKms, on_old_server: dict[str, Any]) -> None:
+        cluster: SealboxProcess, own_kms: RunningKms, on_old_server: dict[str, Any]) -> None:
     old, pid, cert = on_old_server["old"], on_old_server["pid"], on_old_server["cert"]
-    kms.stop()
+    own_kms.stop()
     handle = _start_rekey(cluster, {"keyManagementType": "Internal"})
     job = _completed(cluster, handle, JOB_BOUND)
     assert job["result"]["keyToDecommissionState"] == "DecommissionPending"
@@ -281,5 +274,5 @@ def test_clearing_the_fault_gives_up_on_the_old_key(
     assert len(gave_up) == 1 and old["keyID"] in gave_up[0]["detail"]
     assert abandoned["key"]["kmipUID"] in gave_up[0]["detail"]
     # The key is still on the key server (nobody destroyed it), as the record says.
-    kms.start()
-    assert len(_on_key_server(cluster, kms, cert, old["keyID"])) == 1
+    own_kms.start()
+    assert len(_on_key_server(cluster, own_kms, cert, old["keyID"])) == 1

@@ -5,25 +5,16 @@ progress" with no way out. A real sealbox process, a real PyKMIP key server over
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from sealbox.kms.testing import RunningKms, launch_kms
+from sealbox.kms.testing import RunningKms
 from tests.ekm.rekey_support import provider, read_volume, rekey, trust, write_volume
 from tests.support.proc import SealboxProcess, wait_until
 
 # Each rekey step pauses this long, so that a kill -9 lands inside the rewrap.
 STEP_DELAY = "1.0"
 
-
-@pytest.fixture
-def kms(tmp_path: Path) -> Iterator[RunningKms]:
-    server = launch_kms(tmp_path / "kms")
-    yield server
-    server.stop()
 
 
 def _job(cluster: SealboxProcess, handle: int) -> dict[str, Any]:
@@ -33,12 +24,12 @@ def _job(cluster: SealboxProcess, handle: int) -> dict[str, Any]:
 
 
 def test_a_stop_while_a_resumed_rekey_waits_for_unlock_keeps_it_resumable(
-        tmp_path: Path, kms: RunningKms) -> None:
+        tmp_path: Path, own_kms: RunningKms) -> None:
     cluster = SealboxProcess(tmp_path / "data", nodes=2, extra=["--drives-per-node", "2"],
                              env={"SEALBOX_TEST_REKEY_STEP_DELAY": STEP_DELAY}).start()
     try:
         sf = cluster.element()
-        pid = provider(sf, kms, trust(sf, kms), "external")
+        pid = provider(sf, own_kms, trust(sf, own_kms), "external")
         rekey(cluster, {"keyManagementType": "External", "keyProviderID": pid})
         external = cluster.rpc("GetSoftwareEncryptionAtRestInfo")["result"]["masterKeyInfo"]
         data = write_volume(cluster, "kept", tmp_path)
@@ -53,14 +44,14 @@ def test_a_stop_while_a_resumed_rekey_waits_for_unlock_keeps_it_resumable(
 
         # Key server down: the job resumes at start and waits for the drives; then a
         # graceful stop.
-        kms.stop()
+        own_kms.stop()
         cluster.start()
         assert _job(cluster, handle)["status"] == "running"
         assert cluster.stop() == 0
 
         # Key server back: the job finishes (rolled back: it was interrupted before its
         # commit), the cluster is on the external key it had, and a new rekey is accepted.
-        kms.start()
+        own_kms.start()
         cluster.start()
         done = wait_until(lambda: (j := _job(cluster, handle))["status"] == "complete" and j,
                           90, "the resumed rekey to finish")
